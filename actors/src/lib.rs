@@ -1,0 +1,17 @@
+//! meshgate's control plane: supervised ractor actors that own everything that changes over
+//! time and publish immutable snapshots for the data plane through arc-swap. No request ever
+//! waits on an actor message.
+
+pub mod backoff;
+pub mod clock;
+pub mod config_watcher;
+pub mod listener;
+pub mod snapshot;
+pub mod supervisor;
+pub mod upstream;
+
+pub use config_watcher::{ConfigWatcher, ConfigWatcherMsg, ReloadTrigger};
+pub use listener::{AcceptedConnection, ConnectionHandler, ListenerRuntime};
+pub use snapshot::{BoundListener, NodeView, ReloadEvent, Snapshot};
+pub use supervisor::{ChildKey, NodeServices, Supervisor, SupervisorArgs, SupervisorMsg};
+pub use upstream::{Endpoint, PickContext, UpstreamHandle, UpstreamState};

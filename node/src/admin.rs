@@ -1,0 +1,131 @@
+//! The admin listener: `GET /status` (version, uptime, config generation, listeners, last
+//! reload) and `GET /health` (liveness and readiness). Read-only views of the published state.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use meshgate_actors::{AcceptedConnection, ConnectionHandler, NodeView};
+use serde_json::{Value, json};
+
+use crate::error::error_response;
+use crate::proxy::body::ProxyBody;
+use crate::server::request_id;
+
+pub struct AdminService {
+    view: Arc<NodeView>,
+}
+
+impl AdminService {
+    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
+        Arc::new(Self { view })
+    }
+
+    fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+        let request_id = request_id::take_or_generate(req.headers());
+        let mut response = match (req.method(), req.uri().path()) {
+            (&Method::GET, "/status") => json_response(StatusCode::OK, self.status()),
+            (&Method::GET, "/health") => self.health(),
+            (_, "/status" | "/health") => error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                &request_id,
+            ),
+            _ => error_response(StatusCode::NOT_FOUND, "no such admin endpoint", &request_id),
+        };
+        response
+            .headers_mut()
+            .insert(request_id::HEADER, request_id);
+        response
+    }
+
+    fn status(&self) -> Value {
+        let snapshot = self.view.load();
+        let uptime = SystemTime::now()
+            .duration_since(self.view.started_at)
+            .unwrap_or_default();
+        let last = self.view.last_reload();
+        let listeners: Vec<Value> = snapshot
+            .bound
+            .iter()
+            .map(|b| json!({"name": &*b.name, "address": b.address.to_string()}))
+            .collect();
+        let admin = (**self.view.admin_address.load()).map(|a| a.to_string());
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": format!("{:?}", snapshot.config.mode).to_lowercase(),
+            "uptime_seconds": uptime.as_secs(),
+            "config_generation": snapshot.generation,
+            "draining": self.view.is_draining(),
+            "listeners": listeners,
+            "admin": admin,
+            "routes": snapshot.config.routes.len(),
+            "upstreams": snapshot.config.upstreams.len(),
+            "last_reload": {
+                "attempt": last.attempt,
+                "generation": last.generation,
+                "ok": last.result.is_ok(),
+                "error": last.result.err(),
+            },
+        })
+    }
+
+    fn health(&self) -> Response<ProxyBody> {
+        if self.view.is_draining() {
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "draining"}),
+            )
+        } else {
+            json_response(StatusCode::OK, json!({"status": "ok"}))
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
+    let mut text = body.to_string();
+    text.push('\n');
+    let mut response = Response::new(ProxyBody::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl ConnectionHandler for AdminService {
+    fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let admin = Arc::new(AdminService {
+            view: self.view.clone(),
+        });
+        Box::pin(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(&req)) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(conn.stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = conn.graceful.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = conn.force.cancelled() => {}
+                    }
+                }
+            }
+        })
+    }
+}

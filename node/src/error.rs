@@ -1,0 +1,185 @@
+//! Errors on the request path, classified Pingora-style (who failed, may it be retried), and
+//! the one JSON error body every gateway-made error response uses.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::proxy::body::ProxyBody;
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Culprit {
+    Client,
+    Gateway,
+    Upstream,
+}
+
+/// Everything that can end a request with a gateway-made response.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route matched")]
+    NoRoute,
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("no endpoint available for upstream {0}")]
+    NoEndpoint(String),
+    #[error("upstream refused the connection")]
+    ConnectRefused,
+    #[error("upstream connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("upstream connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("upstream closed the connection before responding")]
+    UpstreamClosed,
+    #[error("upstream timed out after {0:?}")]
+    UpstreamTimeout(Duration),
+    #[error("upstream sent an invalid response: {0}")]
+    UpstreamProtocol(String),
+    #[error("upstream upgrade failed: {0}")]
+    Upgrade(String),
+}
+
+impl GatewayError {
+    pub fn connect(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            GatewayError::ConnectRefused
+        } else {
+            GatewayError::Connect(e)
+        }
+    }
+
+    /// Classify a hyper client error seen while waiting for response headers.
+    pub fn from_upstream(e: &hyper::Error) -> Self {
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+            GatewayError::UpstreamClosed
+        } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+            GatewayError::UpstreamProtocol(e.to_string())
+        } else {
+            GatewayError::UpstreamClosed
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::ConnectRefused
+            | GatewayError::Connect(_)
+            | GatewayError::UpstreamClosed
+            | GatewayError::UpstreamProtocol(_)
+            | GatewayError::Upgrade(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::ConnectTimeout(_) | GatewayError::UpstreamTimeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+        }
+    }
+
+    pub fn culprit(&self) -> Culprit {
+        match self {
+            GatewayError::NoRoute | GatewayError::BadRequest(_) | GatewayError::PayloadTooLarge => {
+                Culprit::Client
+            }
+            GatewayError::NoEndpoint(_) => Culprit::Gateway,
+            _ => Culprit::Upstream,
+        }
+    }
+
+    /// True when no byte of the request can have reached the upstream application, so sending
+    /// it again elsewhere is safe whatever the method.
+    pub fn never_reached_upstream(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::ConnectRefused
+                | GatewayError::ConnectTimeout(_)
+                | GatewayError::Connect(_)
+                | GatewayError::NoEndpoint(_)
+        )
+    }
+
+    /// The message clients see (no internal detail such as addresses).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute => "no route matched",
+            GatewayError::BadRequest(reason) => reason,
+            GatewayError::PayloadTooLarge => "request body too large",
+            GatewayError::NoEndpoint(_) => "no upstream endpoint available",
+            GatewayError::ConnectRefused => "upstream refused the connection",
+            GatewayError::ConnectTimeout(_) => "upstream connect timed out",
+            GatewayError::Connect(_) => "upstream connect failed",
+            GatewayError::UpstreamClosed => "upstream closed the connection",
+            GatewayError::UpstreamTimeout(_) => "upstream timed out",
+            GatewayError::UpstreamProtocol(_) => "upstream sent an invalid response",
+            GatewayError::Upgrade(_) => "upstream refused the protocol upgrade",
+        }
+    }
+
+    pub fn to_response(&self, request_id: &HeaderValue) -> Response<ProxyBody> {
+        error_response(self.status(), self.public_message(), request_id)
+    }
+}
+
+/// The standard error body: `{"error":{"code":404,"message":"…","request_id":"…"}}`.
+pub fn error_body(status: StatusCode, message: &str, request_id: &str) -> Bytes {
+    let body = serde_json::json!({
+        "error": {
+            "code": status.as_u16(),
+            "message": message,
+            "request_id": request_id,
+        }
+    });
+    let mut text = body.to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+/// A gateway-made error response in the standard shape.
+pub fn error_response(
+    status: StatusCode,
+    message: &str,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    let id = request_id.to_str().unwrap_or("");
+    let body = error_body(status, message, id);
+    let mut response = Response::new(ProxyBody::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(crate::server::request_id::HEADER, request_id.clone());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_has_the_standard_shape() {
+        let body = error_body(StatusCode::NOT_FOUND, "no route matched", "abc");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {"code": 404, "message": "no route matched", "request_id": "abc"}})
+        );
+    }
+
+    #[test]
+    fn statuses_follow_the_culprit() {
+        assert_eq!(GatewayError::ConnectRefused.status(), 502);
+        assert_eq!(
+            GatewayError::UpstreamTimeout(Duration::from_secs(1)).status(),
+            504
+        );
+        assert_eq!(GatewayError::NoEndpoint("u".into()).status(), 503);
+        assert!(GatewayError::ConnectRefused.never_reached_upstream());
+        assert!(!GatewayError::UpstreamClosed.never_reached_upstream());
+    }
+}

@@ -1,0 +1,199 @@
+//! The `meshgate` command line: `run`, `validate`, `--version`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use meshgate::telemetry::{LogFormat, init_logging};
+use meshgate::{EMBEDDED_DEFAULT_CONFIG, Node};
+use meshgate_config::{CompiledConfig, Format, LoadError, compile, load_file, parse_str};
+
+/// Exit status for a config that cannot be used (invalid, unreadable).
+const EXIT_INVALID: u8 = 2;
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Parser)]
+#[command(
+    name = "meshgate",
+    version,
+    about = "API gateway and service-mesh sidecar in one binary"
+)]
+struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, env = "MESHGATE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (or sidecar) until SIGTERM/SIGINT; SIGHUP reloads the config.
+    Run {
+        /// Config file (YAML or JSON). Without it, the embedded quickstart config runs.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file: print every problem with its field path; exit 2 when invalid.
+    Validate {
+        /// Config file (YAML or JSON).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    match cli.command {
+        Command::Validate { file } => validate(&file),
+        Command::Run { config } => {
+            init_logging(cli.log_format);
+            run(config)
+        }
+    }
+}
+
+/// Help and version go to stdout as clap prints them; usage errors are one line.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see meshgate --help)");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+fn validate(file: &Path) -> ExitCode {
+    match load_and_compile(Some(file)) {
+        Ok(compiled) => {
+            println!(
+                "{}: valid ({} listeners, {} routes, {} upstreams)",
+                file.display(),
+                compiled.listeners.len(),
+                compiled.routes.len(),
+                compiled.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// Load and compile, rendering every problem as `path: reason` lines.
+fn load_and_compile(file: Option<&Path>) -> Result<CompiledConfig, String> {
+    let loaded = match file {
+        Some(path) => load_file(path),
+        None => parse_str(EMBEDDED_DEFAULT_CONFIG, Format::Yaml),
+    };
+    let name = file.map_or("embedded config".to_string(), |p| p.display().to_string());
+    let config = loaded.map_err(|e| match e {
+        LoadError::Invalid(problems) => render_problems(&name, problems.iter()),
+        other => other.to_string(),
+    })?;
+    compile(&config).map_err(|problems| render_problems(&name, problems.iter()))
+}
+
+fn render_problems<'a>(
+    name: &str,
+    problems: impl Iterator<Item = &'a meshgate_config::ConfigError>,
+) -> String {
+    let lines: Vec<String> = problems.map(|p| format!("  {p}")).collect();
+    format!(
+        "{name}: invalid config ({} problem{}):\n{}",
+        lines.len(),
+        if lines.len() == 1 { "" } else { "s" },
+        lines.join("\n")
+    )
+}
+
+fn run(config_path: Option<PathBuf>) -> ExitCode {
+    let compiled = match load_and_compile(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = compiled.server.worker_threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshgate: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(serve(compiled, config_path))
+}
+
+async fn serve(compiled: CompiledConfig, config_path: Option<PathBuf>) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Install signal handlers before binding so an early SIGTERM still drains.
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("meshgate: cannot install signal handlers");
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let drain = compiled.server.drain_timeout;
+    let path = config_path
+        .as_ref()
+        .and_then(|p| std::path::absolute(p).ok());
+    let node = match Node::start(compiled, path).await {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("meshgate: cannot start: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let snapshot = node.view().load_full();
+    let listeners: Vec<String> = snapshot
+        .bound
+        .iter()
+        .map(|b| format!("{}={}", b.name, b.address))
+        .collect();
+    let admin = node.admin_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(
+        target: "meshgate::ready",
+        listeners = %listeners.join(","),
+        admin = %admin,
+        generation = snapshot.generation,
+        "meshgate ready"
+    );
+    drop(snapshot);
+    let signal_name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = signal_name, deadline = ?drain, "draining");
+    let shutdown = node.shutdown(drain);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        cut = &mut shutdown => {
+            tracing::info!(cut_off = cut, "stopped");
+            ExitCode::SUCCESS
+        }
+        _ = term.recv() => second_signal(),
+        _ = int.recv() => second_signal(),
+    }
+}
+
+fn second_signal() -> ExitCode {
+    tracing::warn!("second signal: exiting without waiting for the drain");
+    ExitCode::from(EXIT_FAILURE)
+}

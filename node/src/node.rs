@@ -1,0 +1,163 @@
+//! A running meshgate node: starts the supervision tree with the proxy and admin services and
+//! gives the binary (and tests) a handle to reload, inspect and drain it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use meshgate_actors::{
+    ChildKey, NodeServices, NodeView, Snapshot, Supervisor, SupervisorArgs, SupervisorMsg,
+};
+use meshgate_config::{CompiledConfig, Config, compile};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorRef};
+
+use crate::admin::AdminService;
+use crate::server::ProxyService;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Why a reload or an apply did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Rejected(String),
+    #[error("the supervisor did not answer: {0}")]
+    Unavailable(String),
+}
+
+pub struct Node;
+
+impl Node {
+    /// Bind every listener, resolve upstreams and start serving `config`. With `config_path`,
+    /// a `ConfigWatcher` follows the file (changes and SIGHUP).
+    pub async fn start(
+        config: CompiledConfig,
+        config_path: Option<PathBuf>,
+    ) -> Result<NodeHandle, StartError> {
+        let view = NodeView::new(empty_snapshot()?);
+        let services = NodeServices {
+            proxy: ProxyService::new(view.clone()),
+            admin: AdminService::new(view.clone()),
+        };
+        let args = SupervisorArgs {
+            config: Arc::new(config),
+            view: view.clone(),
+            services,
+            config_path,
+        };
+        let (supervisor, join) = Actor::spawn(None, Supervisor, args)
+            .await
+            .map_err(|e| StartError::Startup(startup_reason(&e)))?;
+        Ok(NodeHandle {
+            view,
+            supervisor,
+            join,
+        })
+    }
+}
+
+fn startup_reason(e: &ractor::SpawnErr) -> String {
+    match e {
+        ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn empty_snapshot() -> Result<Snapshot, StartError> {
+    let config = compile(&Config::default())
+        .map_err(|e| StartError::Startup(format!("empty config did not compile: {e}")))?;
+    Ok(Snapshot {
+        generation: 0,
+        config: Arc::new(config),
+        upstreams: Vec::new(),
+        bound: Vec::new(),
+        loaded_at: SystemTime::now(),
+    })
+}
+
+/// Control of a running node.
+pub struct NodeHandle {
+    view: Arc<NodeView>,
+    supervisor: ActorRef<SupervisorMsg>,
+    join: ractor::concurrency::JoinHandle<()>,
+}
+
+impl NodeHandle {
+    pub fn view(&self) -> &Arc<NodeView> {
+        &self.view
+    }
+
+    /// Where a proxy listener is bound (port 0 resolved).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.view.load().bound_address(name)
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        **self.view.admin_address.load()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.view.generation()
+    }
+
+    /// Make `config` the serving config (as a reload would). Returns the new generation.
+    pub async fn apply(&self, config: CompiledConfig) -> Result<u64, ApplyError> {
+        let result = self
+            .supervisor
+            .call(
+                |port| SupervisorMsg::Apply(Arc::new(config), port),
+                Some(Duration::from_secs(30)),
+            )
+            .await;
+        let outcome = match result {
+            Ok(CallResult::Success(Ok(generation))) => Ok(generation),
+            Ok(CallResult::Success(Err(reason))) => Err(ApplyError::Rejected(reason)),
+            Ok(other) => Err(ApplyError::Unavailable(format!("{other:?}"))),
+            Err(e) => Err(ApplyError::Unavailable(e.to_string())),
+        };
+        match &outcome {
+            Ok(generation) => self.view.record_reload(*generation, Ok(())),
+            Err(e) => self
+                .view
+                .record_reload(self.view.generation(), Err(e.to_string())),
+        }
+        outcome
+    }
+
+    /// The live children of the supervisor (for inspection and fault-injection tests).
+    pub async fn children(&self) -> Vec<(ChildKey, ActorCell)> {
+        match self
+            .supervisor
+            .call(SupervisorMsg::Children, Some(Duration::from_secs(5)))
+            .await
+        {
+            Ok(CallResult::Success(children)) => children,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Stop accepting, let in-flight requests finish up to `deadline`, then stop. Returns how
+    /// many connections had to be cut off at the deadline.
+    pub async fn shutdown(self, deadline: Duration) -> usize {
+        let cut = match self
+            .supervisor
+            .call(
+                |port| SupervisorMsg::Shutdown(deadline, port),
+                Some(deadline + Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(cut)) => cut,
+            _ => 0,
+        };
+        let _ = self.join.await;
+        cut
+    }
+}

@@ -1,0 +1,217 @@
+//! Upstream connections per endpoint: a lock-free queue of idle HTTP/1.1 connections and one
+//! shared multiplexed HTTP/2 connection. A checked-out HTTP/1.1 connection comes back only
+//! when its response body ended cleanly; anything else closes it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::ArrayQueue;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::body::ProxyBody;
+use crate::error::GatewayError;
+
+/// How long a pooled HTTP/1.1 connection may take to become ready again after its previous
+/// response ended before it is given up in favour of another.
+const READY_WAIT: Duration = Duration::from_millis(50);
+
+/// Connection settings taken from the upstream's spec.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle: usize,
+}
+
+/// The connections to one endpoint.
+#[derive(Debug)]
+pub struct ConnPool {
+    address: SocketAddr,
+    idle: ArrayQueue<H1Conn>,
+    idle_timeout: Duration,
+    h2: ArcSwapOption<H2Conn>,
+    /// Serialises HTTP/2 connection setup so that a burst opens one connection, not many.
+    h2_connecting: tokio::sync::Mutex<()>,
+}
+
+/// An HTTP/1.1 connection; dropping it closes the socket.
+#[derive(Debug)]
+pub struct H1Conn {
+    sender: http1::SendRequest<ProxyBody>,
+    task: AbortHandle,
+    idle_since: Instant,
+}
+
+impl Drop for H1Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The shared HTTP/2 connection; closed when the last stream using it is gone.
+#[derive(Debug)]
+pub struct H2Conn {
+    sender: http2::SendRequest<ProxyBody>,
+    task: AbortHandle,
+}
+
+impl Drop for H2Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A connection in use by one request, given back by [`Lease::release`].
+#[derive(Debug)]
+pub enum Lease {
+    H1 { conn: H1Conn, pool: Arc<ConnPool> },
+    H2(Arc<H2Conn>),
+}
+
+impl Lease {
+    /// The response ended cleanly: the connection may serve another request.
+    pub fn release(self) {
+        if let Lease::H1 { mut conn, pool } = self {
+            conn.idle_since = Instant::now();
+            // A full queue drops (closes) the extra connection.
+            let _ = pool.idle.push(conn);
+        }
+    }
+}
+
+/// A connection ready to send one request.
+pub enum Checkout {
+    H1 { conn: H1Conn, reused: bool },
+    H2(Arc<H2Conn>),
+}
+
+impl ConnPool {
+    pub fn new(address: SocketAddr, settings: PoolSettings) -> Self {
+        Self {
+            address,
+            idle: ArrayQueue::new(settings.max_idle.max(1)),
+            idle_timeout: settings.idle_timeout,
+            h2: ArcSwapOption::empty(),
+            h2_connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// A ready HTTP/1.1 connection: a pooled one if any is alive, else a new one.
+    pub async fn checkout_h1(&self, settings: &PoolSettings) -> Result<Checkout, GatewayError> {
+        // Bounded: at most every idle connection once.
+        for _ in 0..self.idle.capacity() {
+            let Some(mut conn) = self.idle.pop() else {
+                break;
+            };
+            if conn.sender.is_closed() || conn.idle_since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            if conn.sender.is_ready() {
+                return Ok(Checkout::H1 { conn, reused: true });
+            }
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.sender.ready()).await {
+                return Ok(Checkout::H1 { conn, reused: true });
+            }
+        }
+        let conn = self.connect_h1(settings).await?;
+        Ok(Checkout::H1 {
+            conn,
+            reused: false,
+        })
+    }
+
+    /// A fresh HTTP/1.1 connection that supports protocol upgrades (WebSocket); never pooled.
+    pub async fn connect_upgradable(
+        &self,
+        settings: &PoolSettings,
+    ) -> Result<http1::SendRequest<ProxyBody>, GatewayError> {
+        let stream = connect(self.address, settings.connect_timeout).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| GatewayError::UpstreamProtocol(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    async fn connect_h1(&self, settings: &PoolSettings) -> Result<H1Conn, GatewayError> {
+        let stream = connect(self.address, settings.connect_timeout).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| GatewayError::UpstreamProtocol(e.to_string()))?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        })
+        .abort_handle();
+        Ok(H1Conn {
+            sender,
+            task,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// The shared HTTP/2 connection, opened on first use and reopened when it has closed.
+    pub async fn checkout_h2(&self, settings: &PoolSettings) -> Result<Checkout, GatewayError> {
+        if let Some(conn) = self.h2.load_full()
+            && !conn.sender.is_closed()
+        {
+            return Ok(Checkout::H2(conn));
+        }
+        let _setup = self.h2_connecting.lock().await;
+        if let Some(conn) = self.h2.load_full()
+            && !conn.sender.is_closed()
+        {
+            return Ok(Checkout::H2(conn));
+        }
+        let stream = connect(self.address, settings.connect_timeout).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| GatewayError::UpstreamProtocol(e.to_string()))?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        })
+        .abort_handle();
+        let conn = Arc::new(H2Conn { sender, task });
+        self.h2.store(Some(conn.clone()));
+        Ok(Checkout::H2(conn))
+    }
+}
+
+impl H1Conn {
+    pub fn sender(&mut self) -> &mut http1::SendRequest<ProxyBody> {
+        &mut self.sender
+    }
+}
+
+impl H2Conn {
+    pub fn sender(&self) -> http2::SendRequest<ProxyBody> {
+        self.sender.clone()
+    }
+}
+
+async fn connect(address: SocketAddr, timeout: Duration) -> Result<TcpStream, GatewayError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(GatewayError::connect(e)),
+        Err(_) => return Err(GatewayError::ConnectTimeout(timeout)),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}

@@ -1,0 +1,204 @@
+//! The proxy listener's data plane: serve one client connection with hyper (HTTP/1.1 and h2c),
+//! and run each request through routing to a direct response or the upstream proxy.
+
+pub mod direct;
+pub mod request_id;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use meshgate_actors::{AcceptedConnection, ConnectionHandler, NodeView};
+use meshgate_config::RouteAction;
+
+use crate::error::GatewayError;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::{self, ForwardRequest};
+use crate::router;
+
+/// Largest request head hyper accepts before answering 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams a client may open at once (Envoy and nginx use 100–128).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// What the gateway knows about the connection a request came in on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub listener: Arc<str>,
+    pub tls: bool,
+}
+
+/// The request pipeline shared by every proxy connection.
+pub struct Gateway {
+    view: Arc<NodeView>,
+}
+
+impl Gateway {
+    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
+        Arc::new(Self { view })
+    }
+
+    /// Handle one request; always produces a response (errors become the standard JSON body).
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let request_id = request_id::take_or_generate(req.headers());
+        let mut response = self.dispatch(req, conn, &request_id).await;
+        response
+            .headers_mut()
+            .insert(request_id::HEADER, request_id);
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+    ) -> Response<ProxyBody> {
+        // A cheap clone (shared bytes) so the canonical path can outlive moving `req`.
+        let uri = req.uri().clone();
+        let path = match router::normalize(uri.path()) {
+            Ok(path) => path,
+            Err(e) => {
+                return crate::error::error_response(
+                    http::StatusCode::BAD_REQUEST,
+                    &format!("malformed request: {e}"),
+                    request_id,
+                );
+            }
+        };
+        let (matched, upstream) = {
+            let snapshot = self.view.load();
+            let Some(table) = snapshot.route_table(&conn.listener) else {
+                return GatewayError::NoRoute.to_response(request_id);
+            };
+            let Some(matched) = router::find_route(table, &req, &path) else {
+                return GatewayError::NoRoute.to_response(request_id);
+            };
+            let upstream = match &matched.route.action {
+                RouteAction::Proxy(spec) => snapshot.upstreams.get(spec.upstream).cloned(),
+                RouteAction::Respond(_) => None,
+            };
+            (matched, upstream)
+        };
+        match &matched.route.action {
+            RouteAction::Respond(spec) => {
+                direct::respond(spec, &matched, req, &path, conn, request_id).await
+            }
+            RouteAction::Proxy(spec) => match upstream {
+                Some(upstream) => {
+                    proxy::forward(
+                        req,
+                        ForwardRequest {
+                            spec,
+                            params: &matched.params,
+                            path: &path,
+                            upstream: &upstream,
+                            conn,
+                            request_id,
+                        },
+                    )
+                    .await
+                }
+                None => GatewayError::NoEndpoint(spec.upstream_name.to_string())
+                    .to_response(request_id),
+            },
+        }
+    }
+}
+
+/// Serves client connections on proxy listeners.
+pub struct ProxyService {
+    gateway: Arc<Gateway>,
+    view: Arc<NodeView>,
+}
+
+impl ProxyService {
+    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
+        Arc::new(Self {
+            gateway: Gateway::new(view.clone()),
+            view,
+        })
+    }
+}
+
+impl ConnectionHandler for ProxyService {
+    fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let gateway = self.gateway.clone();
+        let (http2, header_read_timeout) = {
+            let snapshot = self.view.load();
+            (
+                snapshot.listener_http2(&conn.listener),
+                snapshot.config.server.header_read_timeout,
+            )
+        };
+        Box::pin(serve_connection(
+            gateway,
+            conn,
+            http2,
+            header_read_timeout,
+        ))
+    }
+}
+
+async fn serve_connection(
+    gateway: Arc<Gateway>,
+    conn: AcceptedConnection,
+    http2: bool,
+    header_read_timeout: Duration,
+) {
+    let info = Arc::new(ConnInfo {
+        peer: conn.peer,
+        local: conn.local,
+        listener: conn.listener.clone(),
+        tls: false,
+    });
+    let service = service_fn(move |req: Request<Incoming>| {
+        let gateway = gateway.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(gateway.handle(req, &info).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if !http2 {
+        builder = builder.http1_only();
+    }
+    let io = TokioIo::new(conn.stream);
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::trace!(peer = %conn.peer, error = %e, "client connection ended with an error");
+            }
+            return;
+        }
+        _ = conn.graceful.cancelled() => {}
+    }
+    // Draining: finish what is in flight, refuse new requests, then close.
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = conn.force.cancelled() => {}
+    }
+}

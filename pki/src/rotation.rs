@@ -1,0 +1,184 @@
+//! Rotation policy as pure functions: when to renew a leaf, how long to wait between failed
+//! attempts. The `CertRotator` actor owns the timers; this module owns only the arithmetic.
+
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+
+/// Renew at `fraction` of the lifetime, minus a random share of up to `jitter` of the lifetime
+/// (so a fleet issued together does not renew together).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RenewalPolicy {
+    /// Fraction of the lifetime after which to renew (default 0.7).
+    pub fraction: f64,
+    /// Largest fraction of the lifetime subtracted at random (default 0.1).
+    pub jitter: f64,
+}
+
+/// Default renewal point: 70% of the lifetime.
+pub const DEFAULT_RENEWAL_FRACTION: f64 = 0.7;
+/// Default renewal jitter: up to 10% of the lifetime earlier.
+pub const DEFAULT_RENEWAL_JITTER: f64 = 0.1;
+
+impl Default for RenewalPolicy {
+    fn default() -> Self {
+        RenewalPolicy {
+            fraction: DEFAULT_RENEWAL_FRACTION,
+            jitter: DEFAULT_RENEWAL_JITTER,
+        }
+    }
+}
+
+/// When to renew a certificate valid over `[not_before, not_after]`:
+/// `not_before + lifetime * (fraction - jitter * u)` with `u` uniform in `[0, 1)`.
+///
+/// Out-of-range or non-finite policy values are clamped into `[0, 1]`; an empty or inverted
+/// validity renews at `not_before`.
+pub fn renewal_at<R: Rng + ?Sized>(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    policy: &RenewalPolicy,
+    rng: &mut R,
+) -> SystemTime {
+    let lifetime = not_after
+        .duration_since(not_before)
+        .unwrap_or(Duration::ZERO);
+    let fraction = unit(policy.fraction);
+    let jitter = unit(policy.jitter).min(fraction);
+    let share = unit(fraction - jitter * rng.random::<f64>());
+    not_before + lifetime.mul_f64(share)
+}
+
+/// Clamp into `[0, 1]`, mapping NaN to 0 (`Duration::mul_f64` panics on NaN or negatives).
+fn unit(x: f64) -> f64 {
+    if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// Exponential backoff between failed renewal attempts: `base * 2^attempt`, capped at `cap`,
+/// minus a random share of up to `jitter` of that delay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryBackoff {
+    base: Duration,
+    cap: Duration,
+    jitter: f64,
+    attempt: u32,
+}
+
+impl RetryBackoff {
+    /// A backoff starting at `base`, never above `cap`, with 20% jitter.
+    pub fn new(base: Duration, cap: Duration) -> RetryBackoff {
+        RetryBackoff {
+            base,
+            cap,
+            jitter: 0.2,
+            attempt: 0,
+        }
+    }
+
+    /// Set the jitter share (clamped into `[0, 1]`).
+    pub fn with_jitter(mut self, jitter: f64) -> RetryBackoff {
+        self.jitter = unit(jitter);
+        self
+    }
+
+    /// The delay before the next attempt; advances the attempt counter.
+    pub fn next_delay<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt).unwrap_or(u32::MAX);
+        let delay = self.base.saturating_mul(factor).min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        delay.saturating_sub(delay.mul_f64(self.jitter * rng.random::<f64>()))
+    }
+
+    /// After a success: start again from `base`.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Failed attempts since the last reset.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    #[test]
+    fn renewal_is_between_60_and_70_percent_with_jitter_point_one() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let not_after = not_before + DAY;
+        let policy = RenewalPolicy::default();
+        let (mut lowest, mut highest) = (1.0_f64, 0.0_f64);
+        for _ in 0..10_000 {
+            let at = renewal_at(not_before, not_after, &policy, &mut rng);
+            let share = at.duration_since(not_before).unwrap().as_secs_f64() / DAY.as_secs_f64();
+            assert!((0.6..=0.7).contains(&share), "{share}");
+            lowest = lowest.min(share);
+            highest = highest.max(share);
+        }
+        assert!(
+            lowest < 0.61 && highest > 0.69,
+            "jitter spreads: {lowest}..{highest}"
+        );
+    }
+
+    #[test]
+    fn renewal_handles_degenerate_inputs() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let policy = RenewalPolicy::default();
+        assert_eq!(
+            renewal_at(t, t - Duration::from_secs(5), &policy, &mut rng),
+            t
+        );
+        let weird = RenewalPolicy {
+            fraction: f64::NAN,
+            jitter: -3.0,
+        };
+        assert_eq!(renewal_at(t, t + DAY, &weird, &mut rng), t);
+        let late = RenewalPolicy {
+            fraction: 7.0,
+            jitter: 0.0,
+        };
+        assert_eq!(renewal_at(t, t + DAY, &late, &mut rng), t + DAY);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut backoff =
+            RetryBackoff::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter(0.0);
+        let delays: Vec<u64> = (0..8)
+            .map(|_| backoff.next_delay(&mut rng).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff.attempts(), 8);
+        for _ in 0..100 {
+            assert_eq!(
+                backoff.next_delay(&mut rng),
+                Duration::from_secs(30),
+                "no overflow at high attempts"
+            );
+        }
+        backoff.reset();
+        assert_eq!(backoff.next_delay(&mut rng), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn backoff_jitter_stays_within_its_share() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let cap = Duration::from_secs(10);
+        let mut backoff = RetryBackoff::new(cap, cap).with_jitter(0.5);
+        for _ in 0..1000 {
+            let delay = backoff.next_delay(&mut rng);
+            assert!(delay <= cap && delay >= cap / 2, "{delay:?}");
+        }
+    }
+}
