@@ -76,6 +76,7 @@ pub struct NodeView {
     pub started_at: SystemTime,
     pub admin_address: ArcSwap<Option<SocketAddr>>,
     reloads: watch::Sender<ReloadEvent>,
+    restarts: watch::Sender<u64>,
 }
 
 impl NodeView {
@@ -92,6 +93,7 @@ impl NodeView {
             started_at: SystemTime::now(),
             admin_address: ArcSwap::from_pointee(None),
             reloads,
+            restarts: watch::Sender::new(0),
         })
     }
 
@@ -131,6 +133,16 @@ impl NodeView {
     /// Follow reload attempts (tests await the next one instead of sleeping).
     pub fn reloads(&self) -> watch::Receiver<ReloadEvent> {
         self.reloads.subscribe()
+    }
+
+    /// Count one actor restart by the supervisor.
+    pub fn record_restart(&self) {
+        self.restarts.send_modify(|n| *n += 1);
+    }
+
+    /// Actor restarts so far, to follow (tests) or read (`/status`).
+    pub fn restarts(&self) -> watch::Receiver<u64> {
+        self.restarts.subscribe()
     }
 
     pub fn last_reload(&self) -> ReloadEvent {

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use meshgate_config::CompiledConfig;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 
 use crate::backoff::Backoff;
 use crate::config_watcher::{ConfigWatcher, ConfigWatcherArgs};
@@ -110,9 +112,10 @@ impl Actor for Supervisor {
             backoff: HashMap::new(),
             shutting_down: false,
         };
-        state.apply(&myself, args.config).await.map_err(|e| {
-            ActorProcessingErr::from(e)
-        })?;
+        state
+            .apply(&myself, args.config)
+            .await
+            .map_err(ActorProcessingErr::from)?;
         if let Some(path) = state.config_path.clone() {
             let args = ConfigWatcherArgs {
                 path,
@@ -274,19 +277,22 @@ impl SupervisorState {
                     .find(|u| u.name == *name)
                     .cloned();
                 match (spec, self.upstreams.get(name).cloned()) {
-                    (Some(spec), Some(handle)) => self
-                        .spawn_child::<UpstreamPool, _>(myself, key.clone(), || UpstreamPoolArgs {
-                            handle,
-                            spec,
+                    (Some(spec), Some(handle)) => {
+                        self.spawn_child::<UpstreamPool, _>(myself, key.clone(), || {
+                            UpstreamPoolArgs { handle, spec }
                         })
                         .await
-                        .map(|_| ()),
+                        .map(|_| ())
+                    }
                     _ => Ok(()),
                 }
             }
         };
         match result {
-            Ok(()) => tracing::info!(child = ?key, "child actor restarted"),
+            Ok(()) => {
+                tracing::info!(child = ?key, "child actor restarted");
+                self.view.record_restart();
+            }
             Err(e) => {
                 let delay = self
                     .backoff
@@ -315,11 +321,14 @@ impl SupervisorState {
                 .get(&spec.name)
                 .is_some_and(|(configured, _)| *configured == address);
             if !unchanged {
-                let runtime =
-                    ListenerRuntime::bind(spec.name.clone(), spec.address, self.services.proxy.clone())
-                        .map_err(|e| {
-                            format!("listeners.{}: cannot bind {}: {e}", spec.name, spec.address)
-                        })?;
+                let runtime = ListenerRuntime::bind(
+                    spec.name.clone(),
+                    spec.address,
+                    self.services.proxy.clone(),
+                )
+                .map_err(|e| {
+                    format!("listeners.{}: cannot bind {}: {e}", spec.name, spec.address)
+                })?;
                 new_listeners.push((spec.name.clone(), address, runtime));
             }
         }

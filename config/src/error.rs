@@ -54,11 +54,7 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(
-            f,
-            "{n} problem{} in config",
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{n} problem{} in config", if n == 1 { "" } else { "s" })?;
         for e in &self.0 {
             write!(f, "\n  {e}")?;
         }

@@ -36,7 +36,14 @@ impl Format {
 }
 
 /// The top-level keys a config may have, in the order they are documented.
-pub const TOP_LEVEL_KEYS: &[&str] = &["mode", "server", "admin", "listeners", "routes", "upstreams"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "mode",
+    "server",
+    "admin",
+    "listeners",
+    "routes",
+    "upstreams",
+];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
 pub fn load_file(path: &Path) -> Result<Config, LoadError> {
@@ -257,11 +264,7 @@ fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid environment variable name {name:?}"));
             }
             match (env(name), default) {

@@ -110,7 +110,9 @@ fn parse_template(pattern: &str) -> Result<PathPattern, String> {
                         ));
                     }
                     if params.iter().any(|p| p == name) {
-                        return Err(format!("path {pattern:?}: parameter {name:?} appears twice"));
+                        return Err(format!(
+                            "path {pattern:?}: parameter {name:?} appears twice"
+                        ));
                     }
                     params_in_segment += 1;
                     if params_in_segment > 1 {

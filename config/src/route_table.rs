@@ -323,24 +323,28 @@ fn add_candidate(
         )
     };
     match pattern {
-        PathPattern::Exact(p) => builder
-            .exact
-            .entry(p.as_str().into())
-            .or_default()
-            .push(Candidate {
-                rank: rank((3 << 24) + p.len() as u32),
-                route: route.clone(),
-                params: Arc::new([]),
-            }),
-        PathPattern::Prefix(p) => builder
-            .prefixes
-            .entry(p.as_str().into())
-            .or_default()
-            .push(Candidate {
-                rank: rank((1 << 24) + p.len() as u32),
-                route: route.clone(),
-                params: Arc::new([]),
-            }),
+        PathPattern::Exact(p) => {
+            builder
+                .exact
+                .entry(p.as_str().into())
+                .or_default()
+                .push(Candidate {
+                    rank: rank((3 << 24) + p.len() as u32),
+                    route: route.clone(),
+                    params: Arc::new([]),
+                })
+        }
+        PathPattern::Prefix(p) => {
+            builder
+                .prefixes
+                .entry(p.as_str().into())
+                .or_default()
+                .push(Candidate {
+                    rank: rank((1 << 24) + p.len() as u32),
+                    route: route.clone(),
+                    params: Arc::new([]),
+                })
+        }
         PathPattern::Template {
             normalized,
             params,

@@ -237,7 +237,10 @@ impl Validator {
                     .error(format!("unknown upstream {:?}", p.upstream)),
             );
         }
-        for (field, value) in [("strip_prefix", &p.strip_prefix), ("add_prefix", &p.add_prefix)] {
+        for (field, value) in [
+            ("strip_prefix", &p.strip_prefix),
+            ("add_prefix", &p.add_prefix),
+        ] {
             if let Some(v) = value
                 && (!v.starts_with('/') || v.len() < 2 || v.ends_with('/'))
             {
@@ -255,7 +258,9 @@ impl Validator {
                 Ok(template) => {
                     for name in template.params() {
                         let missing = patterns.is_empty()
-                            || patterns.iter().any(|pat| !pat.params().iter().any(|p| p == name));
+                            || patterns
+                                .iter()
+                                .any(|pat| !pat.params().iter().any(|p| p == name));
                         if missing {
                             self.push(rp.error(format!(
                                 "{{{name}}} is not captured by every path of this route"
@@ -289,7 +294,10 @@ impl Validator {
             );
         }
         if d.echo && d.body.is_some() {
-            self.push(path.field("body").error("echo returns the request; drop body"));
+            self.push(
+                path.field("body")
+                    .error("echo returns the request; drop body"),
+            );
         }
         for (name, value) in &d.headers {
             let p = path.field("headers").field(name);
@@ -303,7 +311,10 @@ impl Validator {
 
     fn upstream(&mut self, u: &UpstreamConfig, path: &FieldPath) {
         if u.targets.is_empty() {
-            self.push(path.field("targets").error("an upstream needs at least one target"));
+            self.push(
+                path.field("targets")
+                    .error("an upstream needs at least one target"),
+            );
         }
         for (i, t) in u.targets.iter().enumerate() {
             let p = path.field("targets").index(i);
@@ -318,16 +329,27 @@ impl Validator {
             }
         }
         if u.connect_timeout.get().is_zero() {
-            self.push(path.field("connect_timeout").error("must be greater than zero"));
+            self.push(
+                path.field("connect_timeout")
+                    .error("must be greater than zero"),
+            );
         }
         if u.idle_timeout.get().is_zero() {
-            self.push(path.field("idle_timeout").error("must be greater than zero"));
+            self.push(
+                path.field("idle_timeout")
+                    .error("must be greater than zero"),
+            );
         }
         if let LoadBalancingConfig::ConsistentHash(on) = &u.load_balancing {
             let p = path.field("load_balancing").field("consistent_hash");
             match on {
-                HashOnConfig::Header(name) if http::HeaderName::from_bytes(name.as_bytes()).is_err() => {
-                    self.push(p.field("header").error(format!("{name:?} is not a valid header name")));
+                HashOnConfig::Header(name)
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() =>
+                {
+                    self.push(
+                        p.field("header")
+                            .error(format!("{name:?} is not a valid header name")),
+                    );
                 }
                 HashOnConfig::Cookie(name) if name.is_empty() => {
                     self.push(p.field("cookie").error("must not be empty"));

@@ -66,6 +66,7 @@ impl AdminService {
             "draining": self.view.is_draining(),
             "listeners": listeners,
             "admin": admin,
+            "actor_restarts": *self.view.restarts().borrow(),
             "routes": snapshot.config.routes.len(),
             "upstreams": snapshot.config.upstreams.len(),
             "last_reload": {

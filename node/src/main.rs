@@ -20,7 +20,13 @@ const EXIT_FAILURE: u8 = 1;
 )]
 struct Cli {
     /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, env = "MESHGATE_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MESHGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -251,4 +251,3 @@ fn cookie<'r, B>(req: &'r Request<B>, name: &str) -> Option<&'r str> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
-

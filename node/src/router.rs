@@ -19,7 +19,9 @@ pub fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     };
     let raw = raw.rsplit_once('@').map_or(raw, |(_, host)| host);
     let host = if raw.starts_with('[') {
-        raw.split_once(']').map_or(raw, |(h, _)| h).trim_start_matches('[')
+        raw.split_once(']')
+            .map_or(raw, |(h, _)| h)
+            .trim_start_matches('[')
     } else {
         raw.split_once(':').map_or(raw, |(h, _)| h)
     };
@@ -61,10 +63,19 @@ mod tests {
 
     #[test]
     fn host_comes_from_authority_or_header_without_port() {
-        assert_eq!(host_of("/", Some("API.Example.com:8080")).as_deref(), Some("api.example.com"));
-        assert_eq!(host_of("http://a.b/x", Some("ignored")).as_deref(), Some("a.b"));
+        assert_eq!(
+            host_of("/", Some("API.Example.com:8080")).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            host_of("http://a.b/x", Some("ignored")).as_deref(),
+            Some("a.b")
+        );
         assert_eq!(host_of("/", Some("[::1]:80")).as_deref(), Some("::1"));
-        assert_eq!(host_of("/", Some("example.com.")).as_deref(), Some("example.com"));
+        assert_eq!(
+            host_of("/", Some("example.com.")).as_deref(),
+            Some("example.com")
+        );
         assert_eq!(host_of("/", None), None);
     }
 }

@@ -109,8 +109,9 @@ impl Gateway {
                     )
                     .await
                 }
-                None => GatewayError::NoEndpoint(spec.upstream_name.to_string())
-                    .to_response(request_id),
+                None => {
+                    GatewayError::NoEndpoint(spec.upstream_name.to_string()).to_response(request_id)
+                }
             },
         }
     }
@@ -141,12 +142,7 @@ impl ConnectionHandler for ProxyService {
                 snapshot.config.server.header_read_timeout,
             )
         };
-        Box::pin(serve_connection(
-            gateway,
-            conn,
-            http2,
-            header_read_timeout,
-        ))
+        Box::pin(serve_connection(gateway, conn, http2, header_read_timeout))
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -105,7 +105,6 @@ impl EndpointStats {
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
-
 
     /// The current peak-EWMA estimate, decayed to now.
     pub fn ewma(&self) -> f64 {

@@ -37,7 +37,7 @@ pub struct UpstreamPoolState {
     handle: Arc<UpstreamHandle>,
     spec: Arc<UpstreamSpec>,
     version: u64,
-    /// Last successful resolution per target (kept when a later lookup fails).
+    /// Last successful resolution per target `host:port` (kept when a later lookup fails).
     resolved: HashMap<String, Vec<SocketAddr>>,
     reresolve: Option<ractor::concurrency::JoinHandle<()>>,
 }
@@ -117,7 +117,7 @@ impl UpstreamPoolState {
         for target in &self.spec.targets {
             match resolve(target).await {
                 Ok(addrs) => {
-                    self.resolved.insert(target.host.clone(), addrs);
+                    self.resolved.insert(target_key(target), addrs);
                 }
                 Err(reason) => {
                     tracing::warn!(upstream = %self.spec.name, target = %target.host, %reason, "target did not resolve; keeping its last known addresses");
@@ -126,15 +126,12 @@ impl UpstreamPoolState {
             }
         }
         let previous = self.handle.load();
-        let old: HashMap<SocketAddr, &Arc<Endpoint>> = previous
-            .endpoints
-            .iter()
-            .map(|e| (e.address, e))
-            .collect();
+        let old: HashMap<SocketAddr, &Arc<Endpoint>> =
+            previous.endpoints.iter().map(|e| (e.address, e)).collect();
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         for target in &self.spec.targets {
-            let host = format!("{}:{}", target.host, target.port);
-            for addr in self.resolved.get(&target.host).into_iter().flatten() {
+            let host = target_key(target);
+            for addr in self.resolved.get(&host).into_iter().flatten() {
                 if endpoints.iter().any(|e| e.address == *addr) {
                     continue;
                 }
@@ -157,6 +154,10 @@ impl UpstreamPoolState {
             unresolved,
         });
     }
+}
+
+fn target_key(target: &TargetSpec) -> String {
+    format!("{}:{}", target.host, target.port)
 }
 
 async fn resolve(target: &TargetSpec) -> Result<Vec<SocketAddr>, String> {

@@ -25,41 +25,137 @@ fn errors_of(text: &str) -> Vec<String> {
 #[test]
 fn each_bad_config_reports_its_field_path() {
     let cases: &[(&str, &str)] = &[
-        ("listeners: [{name: a, address: nowhere}]", "listeners[0].address"),
-        ("listeners: [{name: a, address: '127.0.0.1:1'}, {name: a, address: '127.0.0.1:2'}]", "listeners[1].name"),
-        ("listeners: [{name: 'a b', address: '127.0.0.1:1'}]", "listeners[0].name"),
+        (
+            "listeners: [{name: a, address: nowhere}]",
+            "listeners[0].address",
+        ),
+        (
+            "listeners: [{name: a, address: '127.0.0.1:1'}, {name: a, address: '127.0.0.1:2'}]",
+            "listeners[1].name",
+        ),
+        (
+            "listeners: [{name: 'a b', address: '127.0.0.1:1'}]",
+            "listeners[0].name",
+        ),
         ("admin: {address: 'localhost'}", "admin.address"),
         ("server: {worker_threads: 0}", "server.worker_threads"),
-        ("server: {header_read_timeout: 0s}", "server.header_read_timeout"),
+        (
+            "server: {header_read_timeout: 0s}",
+            "server.header_read_timeout",
+        ),
         ("routes: [{match: {paths: ['/x']}}]", "routes[0]"),
-        ("routes: [{match: {paths: ['/x']}, respond: {}, proxy: {upstream: u}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]", "routes[0]"),
-        ("routes: [{match: {paths: ['x']}, respond: {}}]", "routes[0].match.paths[0]"),
-        ("routes: [{match: {paths: ['/ok', '/a/{id']}, respond: {}}]", "routes[0].match.paths[1]"),
-        ("routes: [{match: {hosts: ['*.*.x.com']}, respond: {}}]", "routes[0].match.hosts[0]"),
-        ("routes: [{match: {hosts: ['API.x.com']}, respond: {}}]", "routes[0].match.hosts[0]"),
-        ("routes: [{match: {methods: ['get']}, respond: {}}]", "routes[0].match.methods[0]"),
-        ("routes: [{match: {methods: ['G T']}, respond: {}}]", "routes[0].match.methods[0]"),
-        ("routes: [{match: {headers: [{name: 'x y', exact: a}]}, respond: {}}]", "routes[0].match.headers[0].name"),
-        ("routes: [{match: {headers: [{name: x, exact: a, present: true}]}, respond: {}}]", "routes[0].match.headers[0]"),
-        ("routes: [{match: {headers: [{name: x, regex: '('}]}, respond: {}}]", "routes[0].match.headers[0].regex"),
-        ("routes: [{match: {query: [{name: '', present: true}]}, respond: {}}]", "routes[0].match.query[0].name"),
-        ("routes: [{listeners: [nope], respond: {}}]", "routes[0].listeners[0]"),
-        ("routes: [{name: a, respond: {}}, {name: a, respond: {}}]", "routes[1].name"),
-        ("routes: [{proxy: {upstream: missing}}]", "routes[0].proxy.upstream"),
-        ("routes: [{proxy: {upstream: u, strip_prefix: 'api'}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]", "routes[0].proxy.strip_prefix"),
-        ("routes: [{match: {paths: ['/u/{id}']}, proxy: {upstream: u, rewrite: '/v/{name}'}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]", "routes[0].proxy.rewrite"),
-        ("routes: [{proxy: {upstream: u, timeout: 0s}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]", "routes[0].proxy.timeout"),
-        ("routes: [{respond: {status: 99}}]", "routes[0].respond.status"),
-        ("routes: [{respond: {echo: true, body: x}}]", "routes[0].respond.body"),
-        ("routes: [{respond: {headers: {'bad name': x}}}]", "routes[0].respond.headers.bad name"),
-        ("upstreams: [{name: u, targets: []}]", "upstreams[0].targets"),
-        ("upstreams: [{name: u, targets: [{address: 'nohost'}]}]", "upstreams[0].targets[0].address"),
-        ("upstreams: [{name: u, targets: [{address: '127.0.0.1:1', weight: 0}]}]", "upstreams[0].targets[0].weight"),
-        ("upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}], connect_timeout: 0s}]", "upstreams[0].connect_timeout"),
-        ("upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}], load_balancing: {consistent_hash: {header: 'a b'}}}]", "upstreams[0].load_balancing.consistent_hash.header"),
-        ("upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}], load_balancing: fastest}]", "upstreams[0].load_balancing"),
-        ("upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}, {name: u, targets: [{address: '127.0.0.1:1'}]}]", "upstreams[1].name"),
-        ("routes: [{match: {paths: ['/a/{x}.png']}, respond: {}}, {match: {paths: ['/a/{*y}']}, respond: {}}]", "routes[1].match.paths[0]"),
+        (
+            "routes: [{match: {paths: ['/x']}, respond: {}, proxy: {upstream: u}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]",
+            "routes[0]",
+        ),
+        (
+            "routes: [{match: {paths: ['x']}, respond: {}}]",
+            "routes[0].match.paths[0]",
+        ),
+        (
+            "routes: [{match: {paths: ['/ok', '/a/{id']}, respond: {}}]",
+            "routes[0].match.paths[1]",
+        ),
+        (
+            "routes: [{match: {hosts: ['*.*.x.com']}, respond: {}}]",
+            "routes[0].match.hosts[0]",
+        ),
+        (
+            "routes: [{match: {hosts: ['API.x.com']}, respond: {}}]",
+            "routes[0].match.hosts[0]",
+        ),
+        (
+            "routes: [{match: {methods: ['get']}, respond: {}}]",
+            "routes[0].match.methods[0]",
+        ),
+        (
+            "routes: [{match: {methods: ['G T']}, respond: {}}]",
+            "routes[0].match.methods[0]",
+        ),
+        (
+            "routes: [{match: {headers: [{name: 'x y', exact: a}]}, respond: {}}]",
+            "routes[0].match.headers[0].name",
+        ),
+        (
+            "routes: [{match: {headers: [{name: x, exact: a, present: true}]}, respond: {}}]",
+            "routes[0].match.headers[0]",
+        ),
+        (
+            "routes: [{match: {headers: [{name: x, regex: '('}]}, respond: {}}]",
+            "routes[0].match.headers[0].regex",
+        ),
+        (
+            "routes: [{match: {query: [{name: '', present: true}]}, respond: {}}]",
+            "routes[0].match.query[0].name",
+        ),
+        (
+            "routes: [{listeners: [nope], respond: {}}]",
+            "routes[0].listeners[0]",
+        ),
+        (
+            "routes: [{name: a, respond: {}}, {name: a, respond: {}}]",
+            "routes[1].name",
+        ),
+        (
+            "routes: [{proxy: {upstream: missing}}]",
+            "routes[0].proxy.upstream",
+        ),
+        (
+            "routes: [{proxy: {upstream: u, strip_prefix: 'api'}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]",
+            "routes[0].proxy.strip_prefix",
+        ),
+        (
+            "routes: [{match: {paths: ['/u/{id}']}, proxy: {upstream: u, rewrite: '/v/{name}'}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]",
+            "routes[0].proxy.rewrite",
+        ),
+        (
+            "routes: [{proxy: {upstream: u, timeout: 0s}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]",
+            "routes[0].proxy.timeout",
+        ),
+        (
+            "routes: [{respond: {status: 99}}]",
+            "routes[0].respond.status",
+        ),
+        (
+            "routes: [{respond: {echo: true, body: x}}]",
+            "routes[0].respond.body",
+        ),
+        (
+            "routes: [{respond: {headers: {'bad name': x}}}]",
+            "routes[0].respond.headers.bad name",
+        ),
+        (
+            "upstreams: [{name: u, targets: []}]",
+            "upstreams[0].targets",
+        ),
+        (
+            "upstreams: [{name: u, targets: [{address: 'nohost'}]}]",
+            "upstreams[0].targets[0].address",
+        ),
+        (
+            "upstreams: [{name: u, targets: [{address: '127.0.0.1:1', weight: 0}]}]",
+            "upstreams[0].targets[0].weight",
+        ),
+        (
+            "upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}], connect_timeout: 0s}]",
+            "upstreams[0].connect_timeout",
+        ),
+        (
+            "upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}], load_balancing: {consistent_hash: {header: 'a b'}}}]",
+            "upstreams[0].load_balancing.consistent_hash.header",
+        ),
+        (
+            "upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}], load_balancing: fastest}]",
+            "upstreams[0].load_balancing",
+        ),
+        (
+            "upstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}, {name: u, targets: [{address: '127.0.0.1:1'}]}]",
+            "upstreams[1].name",
+        ),
+        (
+            "routes: [{match: {paths: ['/a/{x}.png']}, respond: {}}, {match: {paths: ['/a/{*y}']}, respond: {}}]",
+            "routes[1].match.paths[0]",
+        ),
     ];
     for (text, path) in cases {
         let errors = errors_of(text);

@@ -37,9 +37,13 @@ fn json_and_yaml_give_the_same_config() {
 #[test]
 fn env_vars_are_substituted_with_types_and_defaults() {
     let text = "server: { worker_threads: '${THREADS}' }\nlisteners: [{name: '${NAME:-main}', address: '127.0.0.1:${PORT}'}]\nroutes: [{match: {paths: ['/x']}, respond: {body: 'cost $${not_a_var}'}}]\n";
-    let config =
-        parse_with_env(text, Format::Yaml, "t", &env(&[("THREADS", "3"), ("PORT", "9000")]))
-            .unwrap();
+    let config = parse_with_env(
+        text,
+        Format::Yaml,
+        "t",
+        &env(&[("THREADS", "3"), ("PORT", "9000")]),
+    )
+    .unwrap();
     assert_eq!(config.server.worker_threads, Some(3));
     assert_eq!(config.listeners[0].name, "main");
     assert_eq!(config.listeners[0].address, "127.0.0.1:9000");
@@ -62,9 +66,13 @@ fn missing_env_var_names_the_field() {
 #[test]
 fn unknown_fields_are_reported_at_their_own_path() {
     let p = problems("routes:\n  - match: { pathz: ['/x'] }\n    respond: {}\nbogus: 1\n");
-    assert!(p.iter().any(|e| e.starts_with("bogus: unknown field")), "{p:?}");
     assert!(
-        p.iter().any(|e| e.starts_with("routes[0].match.pathz: unknown field `pathz`")),
+        p.iter().any(|e| e.starts_with("bogus: unknown field")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|e| e.starts_with("routes[0].match.pathz: unknown field `pathz`")),
         "{p:?}"
     );
 }
@@ -94,13 +102,22 @@ upstreams:
 #[test]
 fn syntax_errors_name_the_format() {
     let err = parse_with_env("routes: [", Format::Yaml, "f.yaml", &env(&[])).unwrap_err();
-    assert!(matches!(err, LoadError::Syntax { format: "YAML", .. }), "{err}");
-    assert!(err.to_string().starts_with("f.yaml: not valid YAML"), "{err}");
+    assert!(
+        matches!(err, LoadError::Syntax { format: "YAML", .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("f.yaml: not valid YAML"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_file_is_a_read_error() {
     let err = load_file(Path::new("/definitely/not/here.yaml")).unwrap_err();
     assert!(matches!(err, LoadError::Read { .. }));
-    assert!(err.to_string().contains("/definitely/not/here.yaml"), "{err}");
+    assert!(
+        err.to_string().contains("/definitely/not/here.yaml"),
+        "{err}"
+    );
 }

@@ -8,9 +8,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(routes_yaml: &str) -> Self {
-        let text = format!(
-            "listeners: [{{name: l, address: '127.0.0.1:0'}}]\nroutes:\n{routes_yaml}"
-        );
+        let text =
+            format!("listeners: [{{name: l, address: '127.0.0.1:0'}}]\nroutes:\n{routes_yaml}");
         let config = parse_with_env(&text, Format::Yaml, "t", &|_| None).unwrap();
         let compiled = compile(&config).unwrap();
         Self {
@@ -18,7 +17,13 @@ impl Fixture {
         }
     }
 
-    fn find(&self, method: &str, host: Option<&str>, path_and_query: &str, headers: &[(&str, &str)]) -> Option<RouteMatch> {
+    fn find(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<RouteMatch> {
         let (path, query) = match path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query, None),
@@ -40,7 +45,13 @@ impl Fixture {
         })
     }
 
-    fn name(&self, method: &str, host: Option<&str>, path: &str, headers: &[(&str, &str)]) -> Option<String> {
+    fn name(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<String> {
         self.find(method, host, path, headers)
             .map(|m| m.route.name.to_string())
     }
@@ -137,15 +148,40 @@ fn methods_headers_and_query() {
 "#,
     );
     assert_eq!(f.name("PUT", None, "/", &[]).as_deref(), Some("post"));
-    assert_eq!(f.name("GET", None, "/", &[("x-canary", "1")]).as_deref(), Some("canary"));
-    assert_eq!(f.name("GET", None, "/", &[("x-canary", "2")]).as_deref(), Some("fallback"));
-    assert_eq!(f.name("GET", None, "/", &[("x-version", "v12")]).as_deref(), Some("version"));
+    assert_eq!(
+        f.name("GET", None, "/", &[("x-canary", "1")]).as_deref(),
+        Some("canary")
+    );
+    assert_eq!(
+        f.name("GET", None, "/", &[("x-canary", "2")]).as_deref(),
+        Some("fallback")
+    );
+    assert_eq!(
+        f.name("GET", None, "/", &[("x-version", "v12")]).as_deref(),
+        Some("version")
+    );
     // Regexes are anchored: a partial match is no match.
-    assert_eq!(f.name("GET", None, "/", &[("x-version", "v12-beta")]).as_deref(), Some("fallback"));
-    assert_eq!(f.name("GET", None, "/", &[("x-trace", "")]).as_deref(), Some("traced"));
-    assert_eq!(f.name("GET", None, "/?a=1&debug=on", &[]).as_deref(), Some("debug"));
-    assert_eq!(f.name("GET", None, "/?debug=%6Fn", &[]).as_deref(), Some("debug"));
-    assert_eq!(f.name("GET", None, "/?debug=off", &[]).as_deref(), Some("fallback"));
+    assert_eq!(
+        f.name("GET", None, "/", &[("x-version", "v12-beta")])
+            .as_deref(),
+        Some("fallback")
+    );
+    assert_eq!(
+        f.name("GET", None, "/", &[("x-trace", "")]).as_deref(),
+        Some("traced")
+    );
+    assert_eq!(
+        f.name("GET", None, "/?a=1&debug=on", &[]).as_deref(),
+        Some("debug")
+    );
+    assert_eq!(
+        f.name("GET", None, "/?debug=%6Fn", &[]).as_deref(),
+        Some("debug")
+    );
+    assert_eq!(
+        f.name("GET", None, "/?debug=off", &[]).as_deref(),
+        Some("fallback")
+    );
 }
 
 #[test]
@@ -154,7 +190,11 @@ fn header_absence_can_be_required() {
         "  - {name: anon, match: {headers: [{name: authorization, present: false}]}, respond: {}}\n  - {name: authed, respond: {}}\n",
     );
     assert_eq!(f.get("/").as_deref(), Some("anon"));
-    assert_eq!(f.name("GET", None, "/", &[("authorization", "x")]).as_deref(), Some("authed"));
+    assert_eq!(
+        f.name("GET", None, "/", &[("authorization", "x")])
+            .as_deref(),
+        Some("authed")
+    );
 }
 
 #[test]
@@ -181,8 +221,14 @@ fn failed_conditions_fall_back_to_less_specific_paths() {
   - {name: prefix, match: {paths: ["/users/*"]}, respond: {}}
 "#,
     );
-    assert_eq!(f.name("GET", None, "/users/me", &[]).as_deref(), Some("me-get"));
-    assert_eq!(f.name("POST", None, "/users/me", &[]).as_deref(), Some("user"));
+    assert_eq!(
+        f.name("GET", None, "/users/me", &[]).as_deref(),
+        Some("me-get")
+    );
+    assert_eq!(
+        f.name("POST", None, "/users/me", &[]).as_deref(),
+        Some("user")
+    );
 }
 
 #[test]
@@ -197,7 +243,10 @@ fn explicit_priority_beats_specificity_and_conditions_break_ties() {
 "#,
     );
     assert_eq!(f.get("/a/b").as_deref(), Some("exact"));
-    assert_eq!(f.name("GET", None, "/a/b", &[("x-boost", "1")]).as_deref(), Some("boosted"));
+    assert_eq!(
+        f.name("GET", None, "/a/b", &[("x-boost", "1")]).as_deref(),
+        Some("boosted")
+    );
     assert_eq!(f.get("/x").as_deref(), Some("with-method"));
     assert_eq!(f.name("POST", None, "/x", &[]).as_deref(), Some("plain"));
     assert_eq!(f.get("/y").as_deref(), Some("first"));
@@ -210,8 +259,14 @@ fn host_specific_routes_beat_host_agnostic_ones() {
   - {name: host-prefix, match: {hosts: ["h.example.com"], paths: ["/*"]}, respond: {}}
 "#,
     );
-    assert_eq!(f.name("GET", Some("h.example.com"), "/a", &[]).as_deref(), Some("host-prefix"));
-    assert_eq!(f.name("GET", Some("other"), "/a", &[]).as_deref(), Some("generic-exact"));
+    assert_eq!(
+        f.name("GET", Some("h.example.com"), "/a", &[]).as_deref(),
+        Some("host-prefix")
+    );
+    assert_eq!(
+        f.name("GET", Some("other"), "/a", &[]).as_deref(),
+        Some("generic-exact")
+    );
 }
 
 #[test]

@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::server::request_id;
 
@@ -42,9 +42,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
     }
     // TE is hop-by-hop, but "trailers" is how gRPC says it can read trailers: keep just that.
     if let Some(te) = headers.remove(header::TE)
-        && te
-            .to_str()
-            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
+        && te.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
     {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }

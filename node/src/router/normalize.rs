@@ -75,8 +75,12 @@ fn percent_decode(input: &[u8]) -> Result<Vec<u8>, PathError> {
         let b = input[i];
         if b == b'%' {
             let hex = input.get(i + 1..i + 3).ok_or(PathError::BadEncoding)?;
-            let hi = (hex[0] as char).to_digit(16).ok_or(PathError::BadEncoding)?;
-            let lo = (hex[1] as char).to_digit(16).ok_or(PathError::BadEncoding)?;
+            let hi = (hex[0] as char)
+                .to_digit(16)
+                .ok_or(PathError::BadEncoding)?;
+            let lo = (hex[1] as char)
+                .to_digit(16)
+                .ok_or(PathError::BadEncoding)?;
             out.push((hi * 16 + lo) as u8);
             i += 3;
         } else {
@@ -89,9 +93,7 @@ fn percent_decode(input: &[u8]) -> Result<Vec<u8>, PathError> {
 
 /// RFC 3986 §5.2.4 on an absolute path, with empty segments (`//`) merged first.
 fn remove_dot_segments(path: &str) -> String {
-    let trailing_slash = path.ends_with('/')
-        || path.ends_with("/.")
-        || path.ends_with("/..");
+    let trailing_slash = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
     let mut out: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {

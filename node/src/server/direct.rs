@@ -5,8 +5,8 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use meshgate_config::compile::RespondSpec;
 use meshgate_config::RouteMatch;
+use meshgate_config::compile::RespondSpec;
 use serde_json::{Map, Value, json};
 
 use super::ConnInfo;
