@@ -1,0 +1,69 @@
+//! Consul over its HTTP API, as CONSUL-API.md specifies: health blocking queries for discovery,
+//! agent service registration with a TTL check for the local service. Control plane only; it
+//! must never special-case the in-repo Consul double.
+
+mod client;
+mod registration;
+mod watch;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use client::{ConsulClient, HealthAnswer, HealthQuery};
+pub use registration::{
+    CheckStatus, ConsulRegistration, Heartbeat, ServiceRegistration, ServiceWeights,
+};
+pub use watch::{ConsulWatch, ConsulWatchConfig, RateLimit};
+
+/// How to reach the local Consul agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsulConfig {
+    /// The agent's HTTP address: `http://127.0.0.1:8500` or just `127.0.0.1:8500`.
+    pub address: String,
+    /// Sent as `X-Consul-Token` (a header, never `?token=`, so it stays out of access logs).
+    pub token: Option<String>,
+    pub connect_timeout: Duration,
+    /// Deadline for non-blocking calls; blocking queries get `wait * 17/16` on top of it.
+    pub request_timeout: Duration,
+}
+
+impl ConsulConfig {
+    pub const DEFAULT_ADDRESS: &'static str = "http://127.0.0.1:8500";
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            token: None,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+impl Default for ConsulConfig {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_ADDRESS)
+    }
+}
+
+/// A duration as Go's `time.ParseDuration` reads it (`"15s"`, `"1500ms"`): Consul's `wait`,
+/// `TTL` and `DeregisterCriticalServiceAfter` are Go durations, and a bare number is rejected.
+pub(crate) fn go_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else if duration.subsec_nanos() % 1_000_000 == 0 {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{}ns", duration.as_nanos())
+    }
+}
