@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod filters;
 pub mod node;
 pub mod proxy;
 pub mod router;

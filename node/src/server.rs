@@ -1,6 +1,7 @@
 //! The proxy listener's data plane: serve one client connection with hyper (HTTP/1.1 and h2c),
 //! and run each request through routing to a direct response or the upstream proxy.
 
+pub mod context;
 pub mod direct;
 pub mod request_id;
 
@@ -11,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +20,9 @@ use hyper_util::server::conn::auto;
 use meshgate_actors::{AcceptedConnection, ConnectionHandler, NodeView};
 use meshgate_config::RouteAction;
 
+use self::context::RequestContext;
 use crate::error::GatewayError;
+use crate::filters;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ForwardRequest};
 use crate::router;
@@ -49,20 +52,21 @@ impl Gateway {
     }
 
     /// Handle one request; always produces a response (errors become the standard JSON body).
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
-        let request_id = request_id::take_or_generate(req.headers());
-        let mut response = self.dispatch(req, conn, &request_id).await;
-        response
-            .headers_mut()
-            .insert(request_id::HEADER, request_id);
-        response
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &Arc<ConnInfo>,
+    ) -> Response<ProxyBody> {
+        let mut ctx =
+            RequestContext::new(request_id::take_or_generate(req.headers()), conn.clone());
+        let response = self.dispatch(req, &mut ctx).await;
+        finish(response, ctx)
     }
 
     async fn dispatch(
         &self,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
-        request_id: &HeaderValue,
+        mut req: Request<Incoming>,
+        ctx: &mut RequestContext,
     ) -> Response<ProxyBody> {
         // A cheap clone (shared bytes) so the canonical path can outlive moving `req`.
         let uri = req.uri().clone();
@@ -72,17 +76,17 @@ impl Gateway {
                 return crate::error::error_response(
                     http::StatusCode::BAD_REQUEST,
                     &format!("malformed request: {e}"),
-                    request_id,
+                    &ctx.request_id,
                 );
             }
         };
         let (matched, upstream) = {
             let snapshot = self.view.load();
-            let Some(table) = snapshot.route_table(&conn.listener) else {
-                return GatewayError::NoRoute.to_response(request_id);
+            let Some(table) = snapshot.route_table(&ctx.conn.listener) else {
+                return GatewayError::NoRoute.to_response(&ctx.request_id);
             };
             let Some(matched) = router::find_route(table, &req, &path) else {
-                return GatewayError::NoRoute.to_response(request_id);
+                return GatewayError::NoRoute.to_response(&ctx.request_id);
             };
             let upstream = match &matched.route.action {
                 RouteAction::Proxy(spec) => snapshot.upstreams.get(spec.upstream).cloned(),
@@ -90,9 +94,14 @@ impl Gateway {
             };
             (matched, upstream)
         };
+        ctx.route = Some(matched.route.clone());
+        ctx.params = matched.params.clone();
+        if let Err(response) = filters::before_action(ctx, &mut req).await {
+            return response;
+        }
         match &matched.route.action {
             RouteAction::Respond(spec) => {
-                direct::respond(spec, &matched, req, &path, conn, request_id).await
+                direct::respond(spec, &matched, req, &path, &ctx.conn, &ctx.request_id).await
             }
             RouteAction::Proxy(spec) => match upstream {
                 Some(upstream) => {
@@ -103,18 +112,35 @@ impl Gateway {
                             params: &matched.params,
                             path: &path,
                             upstream: &upstream,
-                            conn,
-                            request_id,
+                            conn: &ctx.conn,
+                            request_id: &ctx.request_id,
                         },
                     )
                     .await
                 }
-                None => {
-                    GatewayError::NoEndpoint(spec.upstream_name.to_string()).to_response(request_id)
-                }
+                None => GatewayError::NoEndpoint(spec.upstream_name.to_string())
+                    .to_response(&ctx.request_id),
             },
         }
     }
+}
+
+/// The last step of every request: the request id and the filters' headers go on the response.
+fn finish(mut response: Response<ProxyBody>, ctx: RequestContext) -> Response<ProxyBody> {
+    let headers = response.headers_mut();
+    headers.insert(request_id::HEADER, ctx.request_id);
+    let mut current = None;
+    for (name, value) in ctx.response_headers {
+        // The map yields a name once, then `None` for each further value of it.
+        if let Some(name) = name {
+            headers.remove(&name);
+            current = Some(name);
+        }
+        if let Some(name) = &current {
+            headers.append(name.clone(), value);
+        }
+    }
+    response
 }
 
 /// Serves client connections on proxy listeners.
