@@ -8,6 +8,7 @@ pub mod config_watcher;
 pub mod listener;
 pub mod snapshot;
 pub mod supervisor;
+pub mod tls;
 pub mod upstream;
 
 pub use config_watcher::{ConfigWatcher, ConfigWatcherMsg, ReloadTrigger};

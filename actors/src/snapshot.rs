@@ -10,6 +10,7 @@ use arc_swap::{ArcSwap, Guard};
 use meshgate_config::{CompiledConfig, RouteTable};
 use tokio::sync::watch;
 
+use crate::tls::ListenerTls;
 use crate::upstream::UpstreamHandle;
 
 /// One config generation, ready to serve: compiled routes plus the live upstream handles they
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<UpstreamHandle>>,
     /// Listeners as actually bound (port 0 resolved).
     pub bound: Vec<BoundListener>,
+    /// TLS of the listeners that terminate it, loaded from their files.
+    pub tls: crate::tls::LoadedTls,
     pub loaded_at: SystemTime,
 }
 
@@ -47,6 +50,14 @@ impl Snapshot {
             .iter()
             .find(|l| &*l.name == listener)
             .is_none_or(|l| l.http2)
+    }
+
+    /// The TLS a listener terminates, if any.
+    pub fn listener_tls(&self, listener: &str) -> Option<&Arc<ListenerTls>> {
+        self.tls
+            .iter()
+            .find(|(name, _)| &**name == listener)
+            .map(|(_, tls)| tls)
     }
 
     pub fn bound_address(&self, listener: &str) -> Option<SocketAddr> {

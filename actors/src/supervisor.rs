@@ -312,7 +312,15 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         config: Arc<CompiledConfig>,
     ) -> Result<u64, String> {
-        // 1. Bind every new or moved listener first: a bind failure rejects the reload whole.
+        // 1. Read TLS files and bind every new or moved listener first: a failure of either
+        //    rejects the reload whole.
+        let tls = crate::tls::load_all(&config).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
         let mut new_listeners = Vec::new();
         for spec in &config.listeners {
             let address = spec.address.to_string();
@@ -433,6 +441,7 @@ impl SupervisorState {
             config: config.clone(),
             upstreams: handles,
             bound,
+            tls,
             loaded_at: SystemTime::now(),
         });
 

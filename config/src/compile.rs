@@ -53,6 +53,10 @@ pub struct ListenerSpec {
     pub address: SocketAddr,
     pub http2: bool,
     pub routes: Arc<RouteTable>,
+    /// TLS settings as written (files are read when the config is applied).
+    pub tls: Option<crate::model::ListenerTlsConfig>,
+    /// Where this listener sits in the config file (`listeners[2]`), for error messages.
+    pub field_path: String,
 }
 
 /// A route ready to match and act.
@@ -286,6 +290,8 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
             address,
             http2: l.http2,
             routes: table,
+            tls: l.tls.clone(),
+            field_path: format!("listeners[{li}]"),
         });
     }
     if config.listeners.is_empty() {

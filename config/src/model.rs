@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
 
+pub mod tls;
+
+pub use tls::ListenerTlsConfig;
+
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8001";
 pub const DEFAULT_DRAIN_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
 pub const DEFAULT_HEADER_READ_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
@@ -99,6 +103,9 @@ pub struct ListenerConfig {
     /// Accept HTTP/2 with prior knowledge (h2c) beside HTTP/1.1.
     #[serde(default = "default_true")]
     pub http2: bool,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
 }
 
 /// A rule: when a request matches, what to do with it.

@@ -27,6 +27,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     for (i, l) in config.listeners.iter().enumerate() {
         let path = root.field("listeners").index(i);
         v.socket_addr(&l.address, &path.field("address"));
+        if let Some(tls) = &l.tls {
+            v.tls(tls, &path.field("tls"));
+        }
     }
     let upstreams = v.unique_names(
         config.upstreams.iter().map(|u| u.name.as_str()),
@@ -88,6 +91,67 @@ impl Validator {
         if s.header_read_timeout.get().is_zero() {
             self.push(
                 path.field("header_read_timeout")
+                    .error("must be greater than zero"),
+            );
+        }
+    }
+
+    fn tls(&mut self, tls: &crate::model::ListenerTlsConfig, path: &FieldPath) {
+        if tls.certificates.is_empty() {
+            self.push(
+                path.field("certificates")
+                    .error("at least one certificate is required"),
+            );
+        }
+        for (i, c) in tls.certificates.iter().enumerate() {
+            let p = path.field("certificates").index(i);
+            for (field, value) in [("cert", &c.cert), ("key", &c.key)] {
+                if value.trim().is_empty() {
+                    self.push(p.field(field).error("a file path is required"));
+                }
+            }
+            for (j, name) in c.server_names.iter().enumerate() {
+                if let Err(message) = check_host_pattern(name) {
+                    self.push(p.field("server_names").index(j).error(message));
+                }
+            }
+        }
+        if tls.alpn.is_empty() {
+            self.push(
+                path.field("alpn")
+                    .error("offer at least one protocol (h2, http/1.1)"),
+            );
+        }
+        for (i, proto) in tls.alpn.iter().enumerate() {
+            if !matches!(proto.as_str(), "h2" | "http/1.1") {
+                self.push(
+                    path.field("alpn")
+                        .index(i)
+                        .error(format!("{proto:?} is not supported; use h2 or http/1.1")),
+                );
+            }
+        }
+        if let Some(ca) = &tls.client_auth
+            && ca.ca.trim().is_empty()
+        {
+            self.push(
+                path.field("client_auth")
+                    .field("ca")
+                    .error("a file path is required"),
+            );
+        }
+        if let Some(hsts) = &tls.hsts
+            && hsts.max_age.get().is_zero()
+        {
+            self.push(
+                path.field("hsts")
+                    .field("max_age")
+                    .error("must be greater than zero"),
+            );
+        }
+        if tls.handshake_timeout.get().is_zero() {
+            self.push(
+                path.field("handshake_timeout")
                     .error("must be greater than zero"),
             );
         }

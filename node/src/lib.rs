@@ -3,6 +3,7 @@
 //! and the CLI; the control plane lives in `meshgate-actors`.
 
 pub mod admin;
+pub mod cli;
 pub mod error;
 pub mod filters;
 pub mod node;

@@ -45,6 +45,9 @@ enum Command {
         /// Config file (YAML or JSON).
         file: PathBuf,
     },
+    /// Mesh PKI tools: create a CA, issue service certificates, inspect certificates.
+    #[command(subcommand)]
+    Pki(meshgate::cli::pki::PkiCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,16 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate { file } => validate(&file),
+        Command::Pki(command) => match meshgate::cli::pki::run(command) {
+            Ok(output) => {
+                println!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("meshgate pki: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
         Command::Run { config } => {
             init_logging(cli.log_format);
             run(config)
@@ -108,7 +121,11 @@ fn load_and_compile(file: Option<&Path>) -> Result<CompiledConfig, String> {
         LoadError::Invalid(problems) => render_problems(&name, problems.iter()),
         other => other.to_string(),
     })?;
-    compile(&config).map_err(|problems| render_problems(&name, problems.iter()))
+    let compiled = compile(&config).map_err(|problems| render_problems(&name, problems.iter()))?;
+    // Certificate files are part of the config: a missing or broken one is a config problem.
+    meshgate_actors::tls::load_all(&compiled)
+        .map_err(|problems| render_problems(&name, problems.iter()))?;
+    Ok(compiled)
 }
 
 fn render_problems<'a>(

@@ -78,6 +78,7 @@ fn empty_snapshot() -> Result<Snapshot, StartError> {
         config: Arc::new(config),
         upstreams: Vec::new(),
         bound: Vec::new(),
+        tls: Vec::new(),
         loaded_at: SystemTime::now(),
     })
 }

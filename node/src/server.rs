@@ -39,6 +39,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub listener: Arc<str>,
     pub tls: bool,
+    /// Set on TLS connections.
+    pub tls_info: Option<Arc<TlsInfo>>,
 }
 
 /// The request pipeline shared by every proxy connection.
@@ -129,6 +131,9 @@ impl Gateway {
 fn finish(mut response: Response<ProxyBody>, ctx: RequestContext) -> Response<ProxyBody> {
     let headers = response.headers_mut();
     headers.insert(request_id::HEADER, ctx.request_id);
+    if let Some(hsts) = ctx.conn.tls_info.as_ref().and_then(|t| t.hsts.as_ref()) {
+        headers.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     let mut current = None;
     for (name, value) in ctx.response_headers {
         // The map yields a name once, then `None` for each further value of it.
@@ -161,29 +166,127 @@ impl ProxyService {
 impl ConnectionHandler for ProxyService {
     fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let gateway = self.gateway.clone();
-        let (http2, header_read_timeout) = {
+        let (settings, tls) = {
             let snapshot = self.view.load();
-            (
-                snapshot.listener_http2(&conn.listener),
-                snapshot.config.server.header_read_timeout,
-            )
+            let settings = HttpSettings {
+                http2: snapshot.listener_http2(&conn.listener),
+                header_read_timeout: snapshot.config.server.header_read_timeout,
+            };
+            (settings, snapshot.listener_tls(&conn.listener).cloned())
         };
-        Box::pin(serve_connection(gateway, conn, http2, header_read_timeout))
+        Box::pin(async move {
+            match tls {
+                None => {
+                    let info = Arc::new(ConnInfo {
+                        peer: conn.peer,
+                        local: conn.local,
+                        listener: conn.listener.clone(),
+                        tls: false,
+                        tls_info: None,
+                    });
+                    let io = TokioIo::new(conn.stream);
+                    serve_http(gateway, io, info, settings, &conn.graceful, &conn.force).await;
+                }
+                Some(tls) => serve_tls(gateway, conn, tls, settings).await,
+            }
+        })
     }
 }
 
-async fn serve_connection(
-    gateway: Arc<Gateway>,
-    conn: AcceptedConnection,
+/// What hyper needs to know about a listener.
+#[derive(Debug, Clone, Copy)]
+struct HttpSettings {
     http2: bool,
     header_read_timeout: Duration,
+}
+
+/// What a TLS handshake established.
+#[derive(Debug)]
+pub struct TlsInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
+    pub alpn: Option<Vec<u8>>,
+    pub server_name: Option<String>,
+    /// The client's certificate chain when it presented one (edge client auth).
+    pub peer_certificates: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// The listener's `Strict-Transport-Security` value, if configured.
+    pub hsts: Option<http::HeaderValue>,
+}
+
+async fn serve_tls(
+    gateway: Arc<Gateway>,
+    conn: AcceptedConnection,
+    tls: Arc<meshgate_actors::tls::ListenerTls>,
+    settings: HttpSettings,
 ) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+    let handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(conn.stream));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = conn.force.cancelled() => return,
+    };
+    let session = stream.get_ref().1;
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLSv1.3",
+    };
+    let tls_info = TlsInfo {
+        version,
+        alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+        server_name: session.server_name().map(str::to_string),
+        peer_certificates: session
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect()),
+        hsts: tls.hsts.clone(),
+    };
+    let settings = HttpSettings {
+        // ALPN decides; without ALPN, sniff the preface as on plain connections.
+        http2: match tls_info.alpn.as_deref() {
+            Some(b"h2") => true,
+            Some(_) => false,
+            None => settings.http2,
+        },
+        ..settings
+    };
     let info = Arc::new(ConnInfo {
         peer: conn.peer,
         local: conn.local,
         listener: conn.listener.clone(),
-        tls: false,
+        tls: true,
+        tls_info: Some(Arc::new(tls_info)),
     });
+    serve_http(
+        gateway,
+        TokioIo::new(stream),
+        info,
+        settings,
+        &conn.graceful,
+        &conn.force,
+    )
+    .await;
+}
+
+async fn serve_http<I>(
+    gateway: Arc<Gateway>,
+    io: TokioIo<I>,
+    info: Arc<ConnInfo>,
+    settings: HttpSettings,
+    graceful: &tokio_util::sync::CancellationToken,
+    force: &tokio_util::sync::CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = info.peer;
     let service = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
         let info = info.clone();
@@ -193,7 +296,7 @@ async fn serve_connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(MAX_HEADER_BYTES.max(8192))
         .keep_alive(true);
     builder
@@ -202,25 +305,24 @@ async fn serve_connection(
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    if !http2 {
+    if !settings.http2 {
         builder = builder.http1_only();
     }
-    let io = TokioIo::new(conn.stream);
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(e) = result {
-                tracing::trace!(peer = %conn.peer, error = %e, "client connection ended with an error");
+                tracing::trace!(%peer, error = %e, "client connection ended with an error");
             }
             return;
         }
-        _ = conn.graceful.cancelled() => {}
+        _ = graceful.cancelled() => {}
     }
     // Draining: finish what is in flight, refuse new requests, then close.
     connection.as_mut().graceful_shutdown();
     tokio::select! {
         _ = connection.as_mut() => {}
-        _ = conn.force.cancelled() => {}
+        _ = force.cancelled() => {}
     }
 }

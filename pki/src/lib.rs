@@ -34,6 +34,7 @@
 mod bundle;
 mod ca;
 mod csr;
+mod edge;
 mod error;
 mod files;
 mod identity;
@@ -51,6 +52,10 @@ mod test_support;
 pub use bundle::TrustBundle;
 pub use ca::{CaOptions, CaPem, CertificateAuthority};
 pub use csr::{IssuedChain, PendingLeaf};
+pub use edge::{
+    EdgeCertificate, EdgeTlsOptions, SniResolver, certificates_from_pem, edge_server_config,
+    upstream_client_config,
+};
 pub use error::PkiError;
 pub use files::{CaFiles, LeafFiles, init_ca_dir, issue_leaf_to_dir};
 pub use identity::{PeerIdentity, peer_spiffe_id};

@@ -1,0 +1,5 @@
+//! TLS end to end (issue 5): edge termination — SNI, versions, ALPN, HSTS, client
+//! certificates, certificate reloads, and Mozilla's "modern" profile checked by sslyze.
+#![allow(clippy::unwrap_used)]
+
+mod edge;
