@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config_watcher;
 pub mod listener;
+pub mod mesh;
 pub mod snapshot;
 pub mod supervisor;
 pub mod tls;

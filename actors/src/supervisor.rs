@@ -20,6 +20,10 @@ use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
 use crate::snapshot::{BoundListener, NodeView, Snapshot};
 use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
 
+mod mesh;
+
+pub use mesh::CA_LISTENER;
+
 /// The first restart waits this long; each further one doubles, up to [`RESTART_CAP`].
 const RESTART_BASE: Duration = Duration::from_millis(50);
 const RESTART_CAP: Duration = Duration::from_secs(10);
@@ -34,6 +38,8 @@ pub const ADMIN_LISTENER: &str = "admin";
 pub struct NodeServices {
     pub proxy: Arc<dyn ConnectionHandler>,
     pub admin: Arc<dyn ConnectionHandler>,
+    /// The mesh CA service (HTTPS, CSR signing), on nodes configured to run it.
+    pub ca: Arc<dyn ConnectionHandler>,
 }
 
 pub struct SupervisorArgs {
@@ -51,6 +57,8 @@ pub enum ChildKey {
     Listener(Arc<str>),
     AdminListener,
     UpstreamPool(Arc<str>),
+    CertRotator,
+    CaListener,
 }
 
 #[derive(Debug)]
@@ -83,6 +91,7 @@ pub struct SupervisorState {
     cells: HashMap<ChildKey, ActorCell>,
     backoff: HashMap<ChildKey, Backoff>,
     shutting_down: bool,
+    mesh: Option<mesh::MeshState>,
 }
 
 #[derive(Default)]
@@ -111,6 +120,7 @@ impl Actor for Supervisor {
             cells: HashMap::new(),
             backoff: HashMap::new(),
             shutting_down: false,
+            mesh: None,
         };
         state
             .apply(&myself, args.config)
@@ -269,6 +279,20 @@ impl SupervisorState {
                 }
                 None => Ok(()),
             },
+            ChildKey::CertRotator => match self.cert_rotator_args() {
+                Some(args) => self
+                    .spawn_child::<crate::mesh::CertRotator, _>(myself, key.clone(), || args)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            },
+            ChildKey::CaListener => match self.ca_listener_runtime() {
+                Some(runtime) => self
+                    .spawn_child::<Listener, _>(myself, key.clone(), || runtime)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            },
             ChildKey::UpstreamPool(name) => {
                 let spec = self
                     .config
@@ -312,22 +336,29 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         config: Arc<CompiledConfig>,
     ) -> Result<u64, String> {
+        // 0. The mesh identity first: inbound listeners cannot serve without a certificate.
+        let mesh = self.reconcile_mesh(myself, &config).await?;
         // 1. Read TLS files and bind every new or moved listener first: a failure of either
         //    rejects the reload whole.
-        let tls = crate::tls::load_all(&config).map_err(|errors| {
+        let mut tls = crate::tls::load_all(&config).map_err(|errors| {
             errors
                 .iter()
                 .map(|e| e.to_string())
                 .collect::<Vec<_>>()
                 .join("\n")
         })?;
+        tls.extend(mesh.inbound_tls);
         let mut new_listeners = Vec::new();
         for spec in &config.listeners {
             let address = spec.address.to_string();
+            // Same configured address, or the address this socket already holds (a port 0
+            // that a later config spells out): keep the socket.
             let unchanged = self
                 .listeners
                 .get(&spec.name)
-                .is_some_and(|(configured, _)| *configured == address);
+                .is_some_and(|(configured, rt)| {
+                    *configured == address || rt.local_addr == spec.address
+                });
             if !unchanged {
                 let runtime = ListenerRuntime::bind(
                     spec.name.clone(),
@@ -342,7 +373,10 @@ impl SupervisorState {
         }
         let mut new_admin = None;
         if let Some(address) = config.admin
-            && self.admin.as_ref().is_none_or(|(a, _)| *a != address)
+            && self
+                .admin
+                .as_ref()
+                .is_none_or(|(a, rt)| *a != address && rt.local_addr != address)
         {
             let runtime =
                 ListenerRuntime::bind(ADMIN_LISTENER.into(), address, self.services.admin.clone())
@@ -442,6 +476,8 @@ impl SupervisorState {
             upstreams: handles,
             bound,
             tls,
+            mesh: mesh.runtime,
+            ca_address: self.ca_bound(),
             loaded_at: SystemTime::now(),
         });
 

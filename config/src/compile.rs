@@ -18,6 +18,10 @@ use crate::path_template::{PathPattern, RewriteTemplate};
 use crate::route_table::RouteTable;
 use crate::validate::{split_host_port, validate};
 
+pub mod mesh;
+
+pub use mesh::{MeshAuthorization, MeshSpec};
+
 /// Everything the data plane and the actors need, derived once per config generation.
 #[derive(Debug)]
 pub struct CompiledConfig {
@@ -28,6 +32,8 @@ pub struct CompiledConfig {
     pub listeners: Vec<ListenerSpec>,
     pub routes: Vec<Arc<CompiledRoute>>,
     pub upstreams: Vec<Arc<UpstreamSpec>>,
+    /// This node's mesh identity and authorization, when it is part of a mesh.
+    pub mesh: Option<MeshSpec>,
     /// The config this was compiled from (for the admin API and diffing on reload).
     pub source: Config,
 }
@@ -57,6 +63,8 @@ pub struct ListenerSpec {
     pub tls: Option<crate::model::ListenerTlsConfig>,
     /// Where this listener sits in the config file (`listeners[2]`), for error messages.
     pub field_path: String,
+    /// The mesh side of a sidecar: mTLS with the mesh identity, callers authorized.
+    pub mesh_inbound: bool,
 }
 
 /// A route ready to match and act.
@@ -292,6 +300,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
             routes: table,
             tls: l.tls.clone(),
             field_path: format!("listeners[{li}]"),
+            mesh_inbound: l.mesh == Some(crate::model::MeshListenerRole::Inbound),
         });
     }
     if config.listeners.is_empty() {
@@ -322,6 +331,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         listeners,
         routes,
         upstreams,
+        mesh: config.mesh.as_ref().map(MeshSpec::new),
         source: config.clone(),
     })
 }

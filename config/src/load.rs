@@ -43,6 +43,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listeners",
     "routes",
     "upstreams",
+    "mesh",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -125,6 +126,7 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
         listeners: list(take("listeners"), &root.field("listeners"), &mut errors),
         routes: list(take("routes"), &root.field("routes"), &mut errors),
         upstreams: list(take("upstreams"), &root.field("upstreams"), &mut errors),
+        mesh: optional(take("mesh"), &root.field("mesh"), &mut errors),
     };
     if errors.is_empty() {
         Ok(config)
@@ -141,6 +143,17 @@ fn section<T: DeserializeOwned + Default>(
     match value {
         None | Some(Value::Null) => T::default(),
         Some(value) => deserialize_at(value, path, errors).unwrap_or_default(),
+    }
+}
+
+fn optional<T: DeserializeOwned>(
+    value: Option<Value>,
+    path: &FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(value) => deserialize_at(value, path, errors),
     }
 }
 

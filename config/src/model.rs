@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
 
+pub mod mesh;
 pub mod tls;
 
+pub use mesh::MeshConfig;
 pub use tls::ListenerTlsConfig;
 
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8001";
@@ -39,6 +41,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// This node's identity in the service mesh (sidecar mode, mTLS).
+    #[serde(default)]
+    pub mesh: Option<MeshConfig>,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.
@@ -106,6 +111,17 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// `inbound`: the mesh side of a sidecar — mutual TLS with the mesh identity, callers
+    /// authorized by their SPIFFE id (see `mesh.authorization`).
+    #[serde(default)]
+    pub mesh: Option<MeshListenerRole>,
+}
+
+/// What a listener does in the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeshListenerRole {
+    Inbound,
 }
 
 /// A rule: when a request matches, what to do with it.

@@ -11,6 +11,8 @@ use crate::model::{
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
 
+mod mesh;
+
 /// Check everything that serde's types cannot express. `Ok(())` means `compile` will succeed
 /// except for route-table conflicts, which `compile` reports the same way.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
@@ -57,6 +59,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     for (i, r) in config.routes.iter().enumerate() {
         v.route(r, &root.field("routes").index(i), &listeners, &upstreams);
     }
+    v.mesh(config, &root);
     v.finish()
 }
 

@@ -33,6 +33,7 @@ impl AdminService {
         let mut response = match (req.method(), req.uri().path()) {
             (&Method::GET, "/status") => json_response(StatusCode::OK, self.status()),
             (&Method::GET, "/health") => self.health(),
+            (&Method::GET, "/mesh") => json_response(StatusCode::OK, self.mesh()),
             (_, "/status" | "/health") => error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed",
@@ -75,6 +76,23 @@ impl AdminService {
                 "ok": last.result.is_ok(),
                 "error": last.result.err(),
             },
+        })
+    }
+
+    fn mesh(&self) -> Value {
+        let snapshot = self.view.load();
+        let Some(mesh) = &snapshot.mesh else {
+            return json!({"enabled": false});
+        };
+        let identity = &mesh.identity;
+        json!({
+            "enabled": true,
+            "identity": identity.spiffe_id.to_string(),
+            "not_after": humantime::format_rfc3339_seconds(identity.not_after()).to_string(),
+            "seconds_to_expiry": identity.seconds_to_expiry(),
+            "renewals": identity.renewals(),
+            "last_renewal_error": identity.last_error(),
+            "ca_service": snapshot.ca_address.map(|a| a.to_string()),
         })
     }
 
