@@ -5,8 +5,10 @@
 pub mod backoff;
 pub mod clock;
 pub mod config_watcher;
+pub mod discovery_watcher;
 pub mod listener;
 pub mod mesh;
+pub mod registrar;
 pub mod snapshot;
 pub mod supervisor;
 pub mod tls;

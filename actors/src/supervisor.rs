@@ -59,6 +59,7 @@ pub enum ChildKey {
     UpstreamPool(Arc<str>),
     CertRotator,
     CaListener,
+    Registrar,
 }
 
 #[derive(Debug)]
@@ -293,6 +294,18 @@ impl SupervisorState {
                     .map(|_| ()),
                 None => Ok(()),
             },
+            ChildKey::Registrar => match self.config.registration.clone() {
+                Some(registration) => {
+                    let args = crate::registrar::RegistrarArgs {
+                        registration,
+                        connections: self.config.discovery.clone(),
+                    };
+                    self.spawn_child::<crate::registrar::Registrar, _>(myself, key.clone(), || args)
+                        .await
+                        .map(|_| ())
+                }
+                None => Ok(()),
+            },
             ChildKey::UpstreamPool(name) => {
                 let spec = self
                     .config
@@ -481,7 +494,10 @@ impl SupervisorState {
             loaded_at: SystemTime::now(),
         });
 
-        // 5. Forget what the new generation no longer names.
+        // 5. Registration follows the new config (a changed one deregisters, then registers).
+        self.reconcile_registrar(myself, &config).await;
+
+        // 6. Forget what the new generation no longer names.
         let gone: Vec<Arc<str>> = self
             .upstreams
             .keys()
@@ -503,9 +519,52 @@ impl SupervisorState {
         Ok(self.generation)
     }
 
+    async fn reconcile_registrar(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        config: &CompiledConfig,
+    ) {
+        let running = self.cells.contains_key(&ChildKey::Registrar);
+        let unchanged = running
+            && config.registration == self.config.registration
+            && config.discovery == self.config.discovery;
+        if unchanged {
+            return;
+        }
+        if let Some(cell) = self.cells.remove(&ChildKey::Registrar) {
+            self.children.remove(&cell.get_id());
+            let _ = cell
+                .stop_and_wait(
+                    Some("registration changed".into()),
+                    Some(Duration::from_secs(5)),
+                )
+                .await;
+        }
+        if let Some(registration) = config.registration.clone() {
+            let args = crate::registrar::RegistrarArgs {
+                registration,
+                connections: config.discovery.clone(),
+            };
+            if let Err(e) = self
+                .spawn_child::<crate::registrar::Registrar, _>(myself, ChildKey::Registrar, || args)
+                .await
+            {
+                tracing::error!(error = %e, "registrar did not start; retrying with backoff");
+                myself.send_after(RESTART_BASE, || SupervisorMsg::Restart(ChildKey::Registrar));
+            }
+        }
+    }
+
     async fn shutdown(&mut self, deadline: Duration) -> usize {
         self.shutting_down = true;
         self.view.set_draining();
+        // Leave the registry first so that peers stop sending new traffic, then drain.
+        if let Some(cell) = self.cells.remove(&ChildKey::Registrar) {
+            self.children.remove(&cell.get_id());
+            let _ = cell
+                .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+                .await;
+        }
         let mut drains = tokio::task::JoinSet::new();
         for (_, runtime) in self.listeners.values() {
             let runtime = runtime.clone();

@@ -34,6 +34,10 @@ pub struct CompiledConfig {
     pub upstreams: Vec<Arc<UpstreamSpec>>,
     /// This node's mesh identity and authorization, when it is part of a mesh.
     pub mesh: Option<MeshSpec>,
+    /// Connections to discovery backends.
+    pub discovery: crate::model::DiscoveryConfig,
+    /// The local service's registration, if any.
+    pub registration: Option<crate::model::RegistrationConfig>,
     /// The config this was compiled from (for the admin API and diffing on reload).
     pub source: Config,
 }
@@ -210,6 +214,10 @@ pub struct TargetSpec {
 pub struct UpstreamSpec {
     pub name: Arc<str>,
     pub targets: Vec<TargetSpec>,
+    /// Where endpoints come from when not from `targets`.
+    pub discovery: Option<crate::model::UpstreamDiscoveryConfig>,
+    pub subset: Option<crate::model::SubsetConfig>,
+    pub prefer_zone: bool,
     pub load_balancing: LoadBalancing,
     pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
@@ -332,6 +340,8 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         routes,
         upstreams,
         mesh: config.mesh.as_ref().map(MeshSpec::new),
+        discovery: config.discovery.clone(),
+        registration: config.registration.clone(),
         source: config.clone(),
     })
 }
@@ -372,6 +382,9 @@ fn compile_upstream(u: &UpstreamConfig) -> UpstreamSpec {
     UpstreamSpec {
         name: u.name.as_str().into(),
         targets,
+        discovery: u.discovery.clone(),
+        subset: u.subset.clone(),
+        prefer_zone: u.prefer_zone,
         load_balancing,
         protocol: u.protocol,
         connect_timeout: u.connect_timeout.get(),

@@ -44,6 +44,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "upstreams",
     "mesh",
+    "discovery",
+    "registration",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -127,6 +129,12 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
         routes: list(take("routes"), &root.field("routes"), &mut errors),
         upstreams: list(take("upstreams"), &root.field("upstreams"), &mut errors),
         mesh: optional(take("mesh"), &root.field("mesh"), &mut errors),
+        discovery: section(take("discovery"), &root.field("discovery"), &mut errors),
+        registration: optional(
+            take("registration"),
+            &root.field("registration"),
+            &mut errors,
+        ),
     };
     if errors.is_empty() {
         Ok(config)

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
 
+pub mod discovery;
 pub mod mesh;
 pub mod tls;
 
+pub use discovery::{DiscoveryConfig, RegistrationConfig, SubsetConfig, UpstreamDiscoveryConfig};
 pub use mesh::MeshConfig;
 pub use tls::ListenerTlsConfig;
 
@@ -44,6 +46,12 @@ pub struct Config {
     /// This node's identity in the service mesh (sidecar mode, mTLS).
     #[serde(default)]
     pub mesh: Option<MeshConfig>,
+    /// Connections to Consul, etcd and DNS for upstreams that discover their endpoints.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+    /// Register the local service in Consul or etcd (the `Registrar`).
+    #[serde(default)]
+    pub registration: Option<RegistrationConfig>,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.
@@ -227,6 +235,16 @@ pub struct UpstreamConfig {
     pub name: String,
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// Discover endpoints instead of listing `targets`.
+    #[serde(default)]
+    pub discovery: Option<UpstreamDiscoveryConfig>,
+    /// Keep only discovered instances with these tags and metadata (e.g. `version: v2`).
+    #[serde(default)]
+    pub subset: Option<SubsetConfig>,
+    /// Prefer endpoints in this node's zone (`discovery.zone`); others are used only when no
+    /// local one is available.
+    #[serde(default)]
+    pub prefer_zone: bool,
     #[serde(default)]
     pub load_balancing: LoadBalancingConfig,
     #[serde(default)]

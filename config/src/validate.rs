@@ -11,6 +11,7 @@ use crate::model::{
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
 
+mod discovery;
 mod mesh;
 
 /// Check everything that serde's types cannot express. `Ok(())` means `compile` will succeed
@@ -60,6 +61,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
         v.route(r, &root.field("routes").index(i), &listeners, &upstreams);
     }
     v.mesh(config, &root);
+    v.discovery(config, &root);
     v.finish()
 }
 
@@ -377,11 +379,16 @@ impl Validator {
     }
 
     fn upstream(&mut self, u: &UpstreamConfig, path: &FieldPath) {
-        if u.targets.is_empty() {
-            self.push(
+        match (&u.discovery, u.targets.is_empty()) {
+            (None, true) => self.push(
                 path.field("targets")
-                    .error("an upstream needs at least one target"),
-            );
+                    .error("an upstream needs at least one target, or a discovery source"),
+            ),
+            (Some(_), false) => self.push(
+                path.field("targets")
+                    .error("list targets or discover them, not both"),
+            ),
+            _ => {}
         }
         for (i, t) in u.targets.iter().enumerate() {
             let p = path.field("targets").index(i);

@@ -12,6 +12,7 @@
 //! | `/upload` | consumes the body as it streams, answers its length |
 //! | `/trailers` | a body followed by `grpc-status: 0` and `grpc-message: ok` trailers |
 //! | `/ws` | WebSocket echo |
+//! | `/health` | 200, or 503 after `set_healthy(false)` |
 //!
 //! Counters let tests assert what reached the backend (accepted connections, requests).
 
@@ -45,6 +46,7 @@ pub struct BackendStats {
     requests: AtomicUsize,
     open: AtomicUsize,
     changed: tokio::sync::Notify,
+    unhealthy: std::sync::atomic::AtomicBool,
 }
 
 /// A running mock backend.
@@ -135,6 +137,11 @@ impl Backend {
             });
     }
 
+    /// What `/health` answers: 200 when healthy (the default), 503 when not.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.stats.unhealthy.store(!healthy, Ordering::SeqCst);
+    }
+
     /// Connections currently open.
     pub fn open_connections(&self) -> usize {
         self.stats.open.load(Ordering::SeqCst)
@@ -173,9 +180,18 @@ async fn accept_loop(
                 service_stats.requests.fetch_add(1, Ordering::SeqCst);
                 service_stats.changed.notify_waiters();
                 let name = name.clone();
+                let unhealthy = service_stats.unhealthy.load(Ordering::SeqCst);
                 async move {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
+                    }
+                    if req.uri().path() == "/health" {
+                        let status = if unhealthy {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            StatusCode::OK
+                        };
+                        return Ok::<_, Infallible>(full(status, "health"));
                     }
                     Ok::<_, Infallible>(respond(&name, req).await)
                 }
