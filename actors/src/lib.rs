@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod config_watcher;
+pub mod health;
 pub mod listener;
 pub mod snapshot;
 pub mod supervisor;
@@ -14,4 +15,5 @@ pub use config_watcher::{ConfigWatcher, ConfigWatcherMsg, ReloadTrigger};
 pub use listener::{AcceptedConnection, ConnectionHandler, ListenerRuntime};
 pub use snapshot::{BoundListener, NodeView, ReloadEvent, Snapshot};
 pub use supervisor::{ChildKey, NodeServices, Supervisor, SupervisorArgs, SupervisorMsg};
+pub use health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 pub use upstream::{Endpoint, PickContext, UpstreamHandle, UpstreamState};

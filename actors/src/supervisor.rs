@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use meshgate_config::CompiledConfig;
+use meshgate_config::{CompiledConfig, UpstreamSpec};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
 use crate::backoff::Backoff;
 use crate::config_watcher::{ConfigWatcher, ConfigWatcherArgs};
+use crate::health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
 use crate::snapshot::{BoundListener, NodeView, Snapshot};
 use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
@@ -51,6 +52,7 @@ pub enum ChildKey {
     Listener(Arc<str>),
     AdminListener,
     UpstreamPool(Arc<str>),
+    HealthChecker(Arc<str>),
 }
 
 #[derive(Debug)]
@@ -287,6 +289,24 @@ impl SupervisorState {
                     _ => Ok(()),
                 }
             }
+            ChildKey::HealthChecker(name) => {
+                let spec = self
+                    .config
+                    .upstreams
+                    .iter()
+                    .find(|u| u.name == *name)
+                    .and_then(|u| u.resilience.health_check.clone());
+                match (spec, self.upstreams.get(name).cloned()) {
+                    (Some(spec), Some(handle)) => {
+                        self.spawn_child::<HealthChecker, _>(myself, key.clone(), || {
+                            HealthCheckerArgs { handle, spec }
+                        })
+                        .await
+                        .map(|_| ())
+                    }
+                    _ => Ok(()),
+                }
+            }
         };
         match result {
             Ok(()) => {
@@ -368,6 +388,9 @@ impl SupervisorState {
                     handles.push(handle);
                 }
             }
+            self.reconcile_health_checker(myself, spec)
+                .await
+                .map_err(|e| format!("upstreams.{}.health_check: {e}", spec.name))?;
         }
 
         // 3. Listeners: start the new ones.
@@ -444,6 +467,7 @@ impl SupervisorState {
             .cloned()
             .collect();
         for name in gone {
+            self.stop_child(&ChildKey::HealthChecker(name.clone()));
             self.stop_child(&ChildKey::UpstreamPool(name.clone()));
             self.upstreams.remove(&name);
         }
@@ -456,6 +480,33 @@ impl SupervisorState {
         }
         self.config = config;
         Ok(self.generation)
+    }
+
+    /// Start, update or stop the upstream's `HealthChecker` to match its `health_check`.
+    async fn reconcile_health_checker(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        spec: &UpstreamSpec,
+    ) -> Result<(), ActorProcessingErr> {
+        let key = ChildKey::HealthChecker(spec.name.clone());
+        let Some(check) = spec.resilience.health_check.clone() else {
+            self.stop_child(&key);
+            return Ok(());
+        };
+        if let Some(cell) = self.cells.get(&key) {
+            let checker: ActorRef<HealthCheckerMsg> = cell.clone().into();
+            let _ = checker.cast(HealthCheckerMsg::UpdateSpec(check));
+            return Ok(());
+        }
+        let Some(handle) = self.upstreams.get(&spec.name).cloned() else {
+            return Ok(());
+        };
+        self.spawn_child::<HealthChecker, _>(myself, key, || HealthCheckerArgs {
+            handle,
+            spec: check,
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn shutdown(&mut self, deadline: Duration) -> usize {

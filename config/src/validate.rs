@@ -284,6 +284,9 @@ impl Validator {
         {
             self.push(path.field("timeout").error("must be greater than zero"));
         }
+        if let Some(r) = &p.retry {
+            crate::resilience::check::retry(r, &path.field("retry"), &mut self.errors);
+        }
     }
 
     fn respond(&mut self, d: &RespondConfig, path: &FieldPath) {
@@ -357,6 +360,7 @@ impl Validator {
                 _ => {}
             }
         }
+        crate::resilience::check::upstream(u, path, &mut self.errors);
     }
 }
 
