@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use meshgate_config::resilience::HealthCheckSpec;
-use rand::Rng;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rand::Rng;
 use tokio::task::JoinSet;
 
 use crate::upstream::{UpstreamHandle, UpstreamPoolMsg};

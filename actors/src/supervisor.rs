@@ -297,13 +297,12 @@ impl SupervisorState {
                     .find(|u| u.name == *name)
                     .and_then(|u| u.resilience.health_check.clone());
                 match (spec, self.upstreams.get(name).cloned()) {
-                    (Some(spec), Some(handle)) => {
-                        self.spawn_child::<HealthChecker, _>(myself, key.clone(), || {
+                    (Some(spec), Some(handle)) => self
+                        .spawn_child::<HealthChecker, _>(myself, key.clone(), || {
                             HealthCheckerArgs { handle, spec }
                         })
                         .await
-                        .map(|_| ())
-                    }
+                        .map(|_| ()),
                     _ => Ok(()),
                 }
             }

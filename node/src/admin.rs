@@ -53,11 +53,7 @@ impl AdminService {
                 "method not allowed",
                 &request_id,
             ),
-            _ => error_response(
-                StatusCode::NOT_FOUND,
-                "no such admin endpoint",
-                &request_id,
-            ),
+            _ => error_response(StatusCode::NOT_FOUND, "no such admin endpoint", &request_id),
         };
         response
             .headers_mut()

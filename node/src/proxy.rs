@@ -199,10 +199,12 @@ impl Tries<'_> {
         match tokio::time::timeout_at(try_deadline.unwrap_or(self.deadline), attempt).await {
             Ok(result) => result,
             // The try's connection is dropped with it: closed, never reused.
-            Err(_) => Err(GatewayError::UpstreamTimeout(match (try_deadline, per_try) {
-                (Some(_), Some(per_try)) => per_try,
-                _ => self.f.spec.timeout,
-            })),
+            Err(_) => Err(GatewayError::UpstreamTimeout(
+                match (try_deadline, per_try) {
+                    (Some(_), Some(per_try)) => per_try,
+                    _ => self.f.spec.timeout,
+                },
+            )),
         }
     }
 
@@ -259,10 +261,7 @@ fn record(
     if let Some(outlier) = &resilience.outlier {
         if success {
             endpoint.health.record_success();
-        } else if endpoint
-            .health
-            .record_failure(outlier.consecutive_failures)
-        {
+        } else if endpoint.health.record_failure(outlier.consecutive_failures) {
             upstream.report(UpstreamPoolMsg::Eject(endpoint.address));
         }
     }
@@ -338,7 +337,8 @@ async fn forward_upgrade(
         .data_plane(|| Arc::new(ConnPool::new(endpoint.address, settings)))
         .cloned()
         .ok_or(GatewayError::UpstreamClosed)?;
-    let upstream_req = head.request(f.spec, &endpoint, UpstreamProtocol::Http1, ProxyBody::Empty)?;
+    let upstream_req =
+        head.request(f.spec, &endpoint, UpstreamProtocol::Http1, ProxyBody::Empty)?;
     let in_flight = endpoint.start_request();
     let result = upgrade::forward(
         client_upgrade,
@@ -349,9 +349,7 @@ async fn forward_upgrade(
         in_flight,
     )
     .await;
-    let success = result
-        .as_ref()
-        .is_ok_and(|r| !r.status().is_server_error());
+    let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
     record(f.upstream, resilience, &endpoint, permit, success);
     result
 }
@@ -398,8 +396,7 @@ impl Exchange<'_> {
         }
         let mut unsent: Option<Request<ProxyBody>> = None;
         for _attempt in 0..2 {
-            let (mut conn, reused) = match self.pool.checkout_h1(self.settings, self.limits).await
-            {
+            let (mut conn, reused) = match self.pool.checkout_h1(self.settings, self.limits).await {
                 Ok(Checkout::H1 { conn, reused }) => (conn, reused),
                 Ok(Checkout::H2(_)) => return Err(GatewayError::UpstreamClosed),
                 Err(e) => {

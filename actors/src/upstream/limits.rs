@@ -120,7 +120,9 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limits.counter(self.kind).fetch_sub(1, Ordering::AcqRel);
+        self.limits
+            .counter(self.kind)
+            .fetch_sub(1, Ordering::AcqRel);
         if self.kind == LimitKind::Connection {
             self.limits.released.notify_waiters();
         }

@@ -163,7 +163,8 @@ impl UpstreamPoolState {
     }
 
     /// Eject an endpoint that failed `consecutive_failures` times in a row, unless that
-    /// would eject more than `max_ejection_percent` of the endpoints (one always may go).
+    /// would eject more than `max_ejection_percent` of the endpoints (one always may go) or
+    /// leave no endpoint available.
     fn eject(&mut self, myself: &ActorRef<UpstreamPoolMsg>, address: SocketAddr) {
         let Some(outlier) = self.spec.resilience.outlier.clone() else {
             return;
@@ -182,6 +183,18 @@ impl UpstreamPoolState {
             .count();
         if ejected >= outlier.max_ejected(state.endpoints.len()) {
             tracing::info!(upstream = %self.spec.name, %address, ejected, "not ejecting: max_ejection_percent reached");
+            endpoint.health.reset_failures();
+            return;
+        }
+        // Never the last available endpoint: Envoy would route to it anyway (panic mode at
+        // 0 % healthy); here a wholly failing upstream is the circuit breaker's job, which
+        // probes for recovery instead of going dark for a fixed time.
+        let others_available = state
+            .endpoints
+            .iter()
+            .any(|e| e.address != address && e.health.is_available());
+        if !others_available {
+            tracing::info!(upstream = %self.spec.name, %address, "not ejecting the last available endpoint");
             endpoint.health.reset_failures();
             return;
         }
@@ -380,6 +393,10 @@ mod tests {
         assert_eq!(rotation(&eps, 0).0.len(), 1);
         eps[3].health.set_probe_healthy(false);
         let (r, panic) = rotation(&eps, 50);
-        assert_eq!((r.len(), panic), (0, false), "none available: nothing to send to");
+        assert_eq!(
+            (r.len(), panic),
+            (0, false),
+            "none available: nothing to send to"
+        );
     }
 }

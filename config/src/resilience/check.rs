@@ -129,10 +129,9 @@ impl Checker<'_> {
                 || m.bytes().any(|b| b.is_ascii_lowercase())
                 || http::Method::from_bytes(m.as_bytes()).is_err())
         {
-            self.push(
-                path.field("method")
-                    .error(format!("{m:?} is not an HTTP method (write it in capitals)")),
-            );
+            self.push(path.field("method").error(format!(
+                "{m:?} is not an HTTP method (write it in capitals)"
+            )));
         }
         if let Some(host) = &h.host
             && (host.is_empty() || http::HeaderValue::from_str(host).is_err())
@@ -165,7 +164,11 @@ impl Checker<'_> {
         if !o.enabled {
             return;
         }
-        self.threshold(o.consecutive_failures, 1, &path.field("consecutive_failures"));
+        self.threshold(
+            o.consecutive_failures,
+            1,
+            &path.field("consecutive_failures"),
+        );
         self.positive(o.base_ejection_time, &path.field("base_ejection_time"));
         if o.max_ejection_time < o.base_ejection_time {
             self.push(path.field("max_ejection_time").error(format!(
@@ -181,7 +184,11 @@ impl Checker<'_> {
         if !b.enabled {
             return;
         }
-        self.threshold(b.consecutive_failures, 0, &path.field("consecutive_failures"));
+        self.threshold(
+            b.consecutive_failures,
+            0,
+            &path.field("consecutive_failures"),
+        );
         self.percent(b.failure_rate, &path.field("failure_rate"));
         if b.consecutive_failures == 0 && b.failure_rate == 0 {
             self.push(path.error(
@@ -207,10 +214,9 @@ impl Checker<'_> {
             }
         }
         if let Some(0) = l.max_retries {
-            self.push(
-                path.field("max_retries")
-                    .error("must be at least 1 (set the route's retry.attempts to 0 to turn retries off)"),
-            );
+            self.push(path.field("max_retries").error(
+                "must be at least 1 (set the route's retry.attempts to 0 to turn retries off)",
+            ));
         }
         self.percent(
             l.retry_budget.percent,

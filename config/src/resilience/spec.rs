@@ -91,7 +91,10 @@ impl From<&HealthCheckConfig> for HealthCheckSpec {
             HealthCheckKind::Tcp => HealthProbe::Tcp,
             HealthCheckKind::Http => HealthProbe::Http {
                 method: Method::from_bytes(
-                    c.method.as_deref().unwrap_or(DEFAULT_HEALTH_METHOD).as_bytes(),
+                    c.method
+                        .as_deref()
+                        .unwrap_or(DEFAULT_HEALTH_METHOD)
+                        .as_bytes(),
                 )
                 .unwrap_or(Method::GET),
                 path: c

@@ -28,7 +28,8 @@ fn retry_of(c: &CompiledConfig, route: usize) -> &RetrySpec {
     }
 }
 
-const MINIMAL: &str = "routes: [{proxy: {upstream: u}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]";
+const MINIMAL: &str =
+    "routes: [{proxy: {upstream: u}}]\nupstreams: [{name: u, targets: [{address: '127.0.0.1:1'}]}]";
 
 #[test]
 fn absent_sections_take_the_documented_defaults() {
@@ -129,7 +130,11 @@ upstreams:
     let b = r.breaker.as_ref().unwrap();
     assert_eq!((b.consecutive_failures, b.failure_rate), (0, 25));
     assert_eq!(r.limits.max_pending_requests, 0);
-    assert_eq!(r.limits.retries_allowed(100), 2, "max_retries caps the budget");
+    assert_eq!(
+        r.limits.retries_allowed(100),
+        2,
+        "max_retries caps the budget"
+    );
     let f = r.fallback.as_ref().unwrap();
     assert_eq!(f.status, StatusCode::OK);
     assert_eq!(f.headers["content-type"], "application/json");
@@ -249,10 +254,7 @@ fn each_bad_setting_reports_its_field_path() {
             up("limits: {retry_budget: {percent: 200}}"),
             "upstreams[0].limits.retry_budget.percent",
         ),
-        (
-            up("fallback: {status: 99}"),
-            "upstreams[0].fallback.status",
-        ),
+        (up("fallback: {status: 99}"), "upstreams[0].fallback.status"),
         (
             up("fallback: {headers: {'bad name': x}}"),
             "upstreams[0].fallback.headers.bad name",
@@ -263,10 +265,7 @@ fn each_bad_setting_reports_its_field_path() {
             route("{statuses: [200]}"),
             "routes[0].proxy.retry.statuses[0]",
         ),
-        (
-            route("{on: [reset, reset]}"),
-            "routes[0].proxy.retry.on[1]",
-        ),
+        (route("{on: [reset, reset]}"), "routes[0].proxy.retry.on[1]"),
         (route("{on: [everything]}"), "routes[0].proxy.retry.on[0]"),
         (
             route("{per_try_timeout: 0s}"),

@@ -221,7 +221,11 @@ impl ConnPool {
         Ok(sender)
     }
 
-    async fn connect_h1(&self, settings: &PoolSettings, slot: Slot) -> Result<H1Conn, GatewayError> {
+    async fn connect_h1(
+        &self,
+        settings: &PoolSettings,
+        slot: Slot,
+    ) -> Result<H1Conn, GatewayError> {
         let stream = connect(self.address, settings.connect_timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(MAX_RESPONSE_HEAD_BYTES)

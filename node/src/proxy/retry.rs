@@ -154,7 +154,12 @@ mod tests {
             &Method::POST,
             &body
         ));
-        assert!(!should_retry(&retry, TryFailure::Reset, &Method::POST, &body));
+        assert!(!should_retry(
+            &retry,
+            TryFailure::Reset,
+            &Method::POST,
+            &body
+        ));
         assert!(should_retry(&retry, TryFailure::Reset, &Method::PUT, &body));
         assert!(
             !should_retry(&retry, TryFailure::Timeout, &Method::GET, &body),

@@ -52,7 +52,14 @@ async fn a_dead_backend_opens_the_circuit_and_a_probe_closes_it() {
     let opened = Arc::new(tokio::sync::Notify::new());
     let mut load = tokio::task::JoinSet::new();
     for i in 0..CLIENTS {
-        let c = node.client(if i % 2 == 0 { Proto::Http1 } else { Proto::Http2 }, "main");
+        let c = node.client(
+            if i % 2 == 0 {
+                Proto::Http1
+            } else {
+                Proto::Http2
+            },
+            "main",
+        );
         let (tally, stop, opened) = (tally.clone(), stop.clone(), opened.clone());
         load.spawn(async move {
             while !stop.load(Ordering::SeqCst) {
@@ -61,7 +68,10 @@ async fn a_dead_backend_opens_the_circuit_and_a_probe_closes_it() {
                     200 => &tally.ok,
                     502 => &tally.bad_gateway,
                     503 => {
-                        assert_eq!(r.json()["error"]["message"], "upstream circuit breaker is open");
+                        assert_eq!(
+                            r.json()["error"]["message"],
+                            "upstream circuit breaker is open"
+                        );
                         let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
                         assert!((1..=1).contains(&wait), "retry-after {wait}");
                         opened.notify_one();
@@ -166,7 +176,10 @@ async fn an_open_circuit_serves_the_fallback() {
             assert_eq!(r.text(), r#"{"items":[]}"#);
             assert_eq!(r.header("content-type"), Some("application/json"));
             assert!(r.header("x-request-id").is_some());
-            assert!(r.header("retry-after").is_none(), "only a 503 says when to retry");
+            assert!(
+                r.header("retry-after").is_none(),
+                "only a 503 says when to retry"
+            );
         }
     }
 }

@@ -78,7 +78,10 @@ async fn a_per_try_timeout_moves_on_to_another_endpoint() {
     let started = Instant::now();
     let r = c.get("/hello").await;
     assert_eq!(r.status, 504);
-    assert!(started.elapsed() >= Duration::from_millis(400), "two tries of 200 ms");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "two tries of 200 ms"
+    );
     assert_eq!(hanging.requests(), 6);
 }
 
@@ -127,7 +130,10 @@ async fn garbage_and_oversized_answers_are_502_and_close_the_connection() {
             let c = node.client(proto, "main");
             let r = c.get("/x").await;
             assert_eq!(r.status, 502, "{proto:?}");
-            assert_eq!(r.json()["error"]["message"], "upstream sent an invalid response");
+            assert_eq!(
+                r.json()["error"]["message"],
+                "upstream sent an invalid response"
+            );
         }
         // Every connection that carried a bad answer was closed by the gateway.
         raw.wait_closed_by_peer(raw.accepts()).await;

@@ -57,7 +57,10 @@ async fn tally(node: &TestNode, n: usize) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn failing_probes_remove_an_endpoint_and_passing_ones_restore_it() {
-    for check in [HTTP_CHECK, "{ type: tcp, interval: 50ms, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 2 }"] {
+    for check in [
+        HTTP_CHECK,
+        "{ type: tcp, interval: 50ms, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 2 }",
+    ] {
         let a = Backend::start("a").await;
         let b = Backend::start("b").await;
         let a_addr = a.addr();
@@ -93,17 +96,29 @@ async fn a_probe_must_answer_an_expected_status() {
     let b = Backend::start("b").await;
     // The mock answers /status/503 with 503: never healthy.
     let check = "{ path: /status/503, interval: 50ms, timeout: 500ms, unhealthy_threshold: 1, healthy_threshold: 1 }";
-    let node = TestNode::start(&config(&[a.addr(), b.addr()], check, "    panic_threshold: 0")).await;
+    let node = TestNode::start(&config(
+        &[a.addr(), b.addr()],
+        check,
+        "    panic_threshold: 0",
+    ))
+    .await;
     let pool = upstream(&node, "pool");
     await_state(&pool, "nothing in rotation", |s| s.rotation.is_empty()).await;
     let c = node.client(Proto::Http1, "main");
     let r = c.get("/hello").await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.json()["error"]["message"], "no upstream endpoint available");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "no upstream endpoint available"
+    );
     // A reload that accepts 503 as healthy brings both back.
     let accepting = "{ path: /status/503, expected_statuses: [503], interval: 50ms, timeout: 500ms, unhealthy_threshold: 1, healthy_threshold: 1 }";
     let event = node
-        .rewrite_config(&config(&[a.addr(), b.addr()], accepting, "    panic_threshold: 0"))
+        .rewrite_config(&config(
+            &[a.addr(), b.addr()],
+            accepting,
+            "    panic_threshold: 0",
+        ))
         .await;
     assert_eq!(event.result, Ok(()));
     await_state(&pool, "both back", |s| s.rotation.len() == 2).await;
@@ -116,7 +131,12 @@ async fn below_the_panic_threshold_all_endpoints_take_traffic_and_none_means_503
     let b = Backend::start("b").await;
     let c_backend = Backend::start("c").await;
     let addrs = [a.addr(), b.addr(), c_backend.addr()];
-    let yaml = config_with_retry(&addrs, HTTP_CHECK, "    panic_threshold: 50", "{ attempts: 0 }");
+    let yaml = config_with_retry(
+        &addrs,
+        HTTP_CHECK,
+        "    panic_threshold: 50",
+        "{ attempts: 0 }",
+    );
     let node = TestNode::start(&yaml).await;
     let pool = upstream(&node, "pool");
 
@@ -147,4 +167,59 @@ async fn below_the_panic_threshold_all_endpoints_take_traffic_and_none_means_503
         assert_eq!(r.status, 503);
     }
     assert!(accepts > 0);
+}
+
+#[tokio::test]
+async fn the_checker_and_the_pool_are_supervised_and_follow_reloads() {
+    use meshgate_actors::ChildKey;
+
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let a_addr = a.addr();
+    let node = TestNode::start(&config(&[a_addr, b.addr()], HTTP_CHECK, "")).await;
+    let pool = upstream(&node, "pool");
+    a.stop().await;
+    await_state(&pool, "a out", |s| !in_rotation(s, a_addr)).await;
+
+    // Kill both actors: the supervisor restarts them; the verdict survives the pool's restart.
+    let mut restarts = node.handle().view().restarts();
+    let children = node.handle().children().await;
+    let victims: Vec<_> = children
+        .iter()
+        .filter(|(k, _)| matches!(k, ChildKey::HealthChecker(_) | ChildKey::UpstreamPool(_)))
+        .collect();
+    assert_eq!(victims.len(), 2, "{children:?}");
+    for (_, cell) in &victims {
+        cell.kill();
+    }
+    tokio::time::timeout(support::harness::PATIENCE, restarts.wait_for(|n| *n >= 2))
+        .await
+        .expect("both restarted")
+        .unwrap();
+    assert!(
+        !in_rotation(&pool.load(), a_addr),
+        "still out after the restarts"
+    );
+
+    // The restarted checker notices the endpoint come back.
+    let _a = Backend::start_on("a", a_addr).await;
+    await_state(&pool, "a back", |s| in_rotation(s, a_addr)).await;
+
+    // A reload without health_check stops the checker.
+    let event = node
+        .rewrite_config(&config(&[a_addr, b.addr()], "null", ""))
+        .await;
+    assert_eq!(event.result, Ok(()));
+    let children = node.handle().children().await;
+    assert!(
+        !children
+            .iter()
+            .any(|(k, _)| matches!(k, ChildKey::HealthChecker(_))),
+        "{children:?}"
+    );
+    assert!(
+        children
+            .iter()
+            .any(|(k, _)| matches!(k, ChildKey::UpstreamPool(_)))
+    );
 }

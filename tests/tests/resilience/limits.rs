@@ -40,12 +40,19 @@ async fn requests_past_max_requests_get_503_at_once() {
         for _ in 0..3 {
             let r = c.get("/hello").await;
             assert_eq!(r.status, 503, "{proto:?}");
-            assert_eq!(r.json()["error"]["message"], "upstream concurrency limit reached");
+            assert_eq!(
+                r.json()["error"]["message"],
+                "upstream concurrency limit reached"
+            );
         }
         while let Some(status) = slow.join_next().await {
             assert_eq!(status.unwrap(), 200);
         }
-        assert_eq!(backend.requests(), before + 2, "the rejected ones never left");
+        assert_eq!(
+            backend.requests(),
+            before + 2,
+            "the rejected ones never left"
+        );
         // The slots came back with the response bodies.
         assert_eq!(c.get("/hello").await.status, 200);
     }
@@ -83,9 +90,16 @@ async fn one_connection_one_pending_request_and_the_rest_is_turned_away() {
     .expect("the second request never waited");
     let third = c.get("/hello").await;
     assert_eq!(third.status, 503);
-    assert_eq!(third.json()["error"]["message"], "upstream connection limit reached");
+    assert_eq!(
+        third.json()["error"]["message"],
+        "upstream connection limit reached"
+    );
     assert_eq!(first.await.unwrap(), 200);
-    assert_eq!(second.await.unwrap(), 200, "the pending request got the connection");
+    assert_eq!(
+        second.await.unwrap(),
+        200,
+        "the pending request got the connection"
+    );
     assert_eq!(backend.accepts(), 1, "never more than one connection");
     assert_eq!(handle.limits.current(LimitKind::Pending), 0);
 }

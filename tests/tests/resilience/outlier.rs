@@ -53,9 +53,16 @@ upstreams:
             assert_eq!(c.get("/hello").await.status, 200);
         }
         let seen = endpoint_json(&node, "pool", dead).await;
-        assert_eq!(seen["requests"].as_u64().unwrap(), tries, "no try on an ejected endpoint");
+        assert_eq!(
+            seen["requests"].as_u64().unwrap(),
+            tries,
+            "no try on an ejected endpoint"
+        );
         await_state(&pool, "the ejection expires", |s| in_rotation(s, dead)).await;
-        assert_eq!(endpoint_json(&node, "pool", dead).await["ejected"], serde_json::Value::Null);
+        assert_eq!(
+            endpoint_json(&node, "pool", dead).await["ejected"],
+            serde_json::Value::Null
+        );
     }
 }
 
@@ -101,4 +108,34 @@ upstreams:
     let count = ejected.iter().filter(|e| !e["ejected"].is_null()).count();
     assert_eq!(count, 1, "{ejected:?}");
     assert_eq!(pool.load().rotation.len(), 2);
+}
+
+#[tokio::test]
+async fn the_last_available_endpoint_is_never_ejected() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: main, address: "127.0.0.1:0" }}
+routes:
+  - {{ match: {{ paths: ["/*"] }}, proxy: {{ upstream: pool, retry: {{ attempts: 0 }} }} }}
+upstreams:
+  - name: pool
+    targets: [{{ address: "{dead}" }}]
+    outlier_detection: {{ consecutive_failures: 2 }}
+    circuit_breaker: {{ enabled: false }}
+"#
+    );
+    let node = TestNode::start(&yaml).await;
+    let c = node.client(Proto::Http1, "main");
+    for _ in 0..10 {
+        // Each request tries the endpoint (502), none is turned away for lack of one (503).
+        assert_eq!(c.get("/hello").await.status, 502);
+    }
+    let seen = endpoint_json(&node, "pool", dead).await;
+    assert_eq!(seen["total_ejections"], 0);
+    assert_eq!(seen["requests"], 10);
 }

@@ -49,7 +49,11 @@ async fn a_retried_status_goes_to_another_endpoint() {
             assert_eq!(r.status, 200, "{proto:?}");
             assert_eq!(r.header("x-backend"), Some("good"));
         }
-        assert_eq!(failing.requests() - before, 3, "every other first try met the 503");
+        assert_eq!(
+            failing.requests() - before,
+            3,
+            "every other first try met the 503"
+        );
     }
     assert_eq!(good.requests(), 12);
 
@@ -149,7 +153,11 @@ upstreams:
             clients.spawn(async move { c.get(&path).await.status });
         }
         while let Some(status) = clients.join_next().await {
-            assert_eq!(status.unwrap(), 503, "the last upstream answer is passed on");
+            assert_eq!(
+                status.unwrap(),
+                503,
+                "the last upstream answer is passed on"
+            );
         }
     }
     assert_eq!(unbounded.requests(), CLIENTS * 4);
