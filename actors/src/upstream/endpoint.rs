@@ -186,11 +186,13 @@ impl EndpointHealth {
         }
     }
 
-    /// A try on this endpoint failed. True exactly when this failure reaches `threshold`:
-    /// the caller reports that one failure to the pool, never the ones after it.
+    /// A try on this endpoint failed. True exactly when this failure completes a run of
+    /// `threshold`: the caller reports that one failure to the pool, not the ones after it.
+    /// The pool restarts the count when it decides; should the report be lost (the pool was
+    /// restarting), the next full run reports again.
     pub fn record_failure(&self, threshold: u32) -> bool {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        threshold > 0 && n == threshold && !self.is_ejected()
+        threshold > 0 && n % threshold == 0 && !self.is_ejected()
     }
 
     pub fn consecutive_failures(&self) -> u32 {
@@ -274,5 +276,48 @@ impl EndpointHealth {
     /// The pool declined to eject (too many ejected already): count afresh.
     pub(crate) fn reset_failures(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_report_per_run_of_failures_and_a_success_starts_over() {
+        let h = EndpointHealth::default();
+        let reports: Vec<bool> = (0..7).map(|_| h.record_failure(3)).collect();
+        assert_eq!(reports, [false, false, true, false, false, true, false]);
+        h.record_success();
+        assert_eq!(h.consecutive_failures(), 0);
+        assert!(!h.record_failure(3));
+        assert!(!h.record_failure(0), "threshold 0 never reports");
+    }
+
+    #[test]
+    fn ejections_decay_while_the_endpoint_stays_in() {
+        let h = EndpointHealth::default();
+        let second = Duration::from_secs(1).as_nanos() as u64;
+        assert_eq!(h.next_ejection_multiplier(0, Duration::from_secs(10)), 1);
+        let stamp = h.eject(30 * second, Duration::from_secs(30));
+        assert!(!h.is_available());
+        assert!(h.uneject(stamp, 30 * second));
+        // Ejected again at once: the multiplier grows.
+        assert_eq!(
+            h.next_ejection_multiplier(31 * second, Duration::from_secs(10)),
+            2
+        );
+        let stamp = h.eject(100 * second, Duration::from_secs(60));
+        assert!(
+            !h.uneject(stamp + 1, 40 * second),
+            "a stale timer does nothing"
+        );
+        assert!(h.uneject(stamp, 100 * second));
+        // 25 s in rotation with a 10 s interval forgets two ejections.
+        assert_eq!(
+            h.next_ejection_multiplier(125 * second, Duration::from_secs(10)),
+            1
+        );
+        assert_eq!(h.total_ejections(), 2);
     }
 }

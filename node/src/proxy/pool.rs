@@ -261,6 +261,8 @@ impl ConnPool {
         {
             return Ok(Checkout::H2(conn));
         }
+        // A closed connection gives its slot back as soon as nothing holds it any more.
+        self.h2.store(None);
         let SlotOrIdle::Slot(slot) = self.connection_slot(limits, false).await? else {
             return Err(GatewayError::UpstreamClosed);
         };
