@@ -93,9 +93,11 @@ async fn a_dead_backend_opens_the_circuit_and_a_probe_closes_it() {
         done.unwrap();
     }
     let failures = tally.bad_gateway.load(Ordering::SeqCst);
-    // Exactly THRESHOLD failures open it; requests already admitted may still fail after.
+    // THRESHOLD consecutive failures open it. Requests in flight when the backend died can
+    // still land a success that restarts the count, or fail after the trip: at most one of
+    // each per client.
     assert!(
-        (THRESHOLD..THRESHOLD + CLIENTS).contains(&failures),
+        (THRESHOLD..=THRESHOLD + 2 * CLIENTS).contains(&failures),
         "{failures} requests reached the dead backend"
     );
     assert_eq!(tally.other.load(Ordering::SeqCst), 0);
