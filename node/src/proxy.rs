@@ -120,16 +120,10 @@ impl Tries<'_> {
             if n > 0 {
                 // The previous retry is over; the next one needs the budget's consent.
                 retry_slot = None;
-                let Some(slot) = upstream.limits.try_retry(&resilience.limits) else {
-                    tracing::debug!(upstream = %upstream.name, "retry budget spent; not retrying");
-                    break;
-                };
-                retry_slot = Some(slot);
-                let wait = retry::backoff(retry, n);
-                if Instant::now() + wait >= self.deadline {
-                    break;
+                match self.prepare_retry(n).await {
+                    Some(slot) => retry_slot = Some(slot),
+                    None => break,
                 }
-                tokio::time::sleep(wait).await;
             }
             let permit = match upstream.breaker.admit(resilience.breaker.as_ref()) {
                 Admission::Pass(permit) => permit,
@@ -160,19 +154,9 @@ impl Tries<'_> {
                 .as_ref()
                 .is_ok_and(|t| !t.response.status().is_server_error());
             record(upstream, resilience, &endpoint, permit, success);
-            let failure = match &outcome {
-                Ok(t) if retry::is_retried_status(retry, t.response.status()) => {
-                    Some(TryFailure::Status)
-                }
-                Ok(_) => None,
-                Err(e) => TryFailure::of_error(e),
-            };
-            let retryable = failure.is_some_and(|failure| {
-                Instant::now() < self.deadline
-                    && retry::should_retry(retry, failure, &self.head.method, body)
-            });
+            let again = self.wants_retry(&outcome, body);
             last = Some(outcome);
-            if !retryable {
+            if !again {
                 break;
             }
             avoid = Some(endpoint.address);
@@ -182,6 +166,37 @@ impl Tries<'_> {
             Some(Err(e)) => Err(e),
             None => Err(GatewayError::NoEndpoint(upstream.name.to_string())),
         }
+    }
+
+    /// Retry number `n`: a slot of the retry budget, then the jittered back-off. `None` when
+    /// the budget is spent or the wait would outlast the route deadline.
+    async fn prepare_retry(&self, n: u32) -> Option<Slot> {
+        let wait = retry::backoff(&self.f.spec.retry, n);
+        if Instant::now() + wait >= self.deadline {
+            return None;
+        }
+        let upstream = self.f.upstream;
+        let Some(slot) = upstream.limits.try_retry(&self.spec.resilience.limits) else {
+            tracing::debug!(upstream = %upstream.name, "retry budget spent; not retrying");
+            return None;
+        };
+        tokio::time::sleep(wait).await;
+        Some(slot)
+    }
+
+    /// Whether the policy sends the request again after this outcome.
+    fn wants_retry(&self, outcome: &Result<Tried, GatewayError>, body: &RequestBody) -> bool {
+        let retry = &self.f.spec.retry;
+        let failure = match outcome {
+            Ok(t) if retry::is_retried_status(retry, t.response.status()) => TryFailure::Status,
+            Ok(_) => return false,
+            Err(e) => match TryFailure::of_error(e) {
+                Some(failure) => failure,
+                None => return false,
+            },
+        };
+        Instant::now() < self.deadline
+            && retry::should_retry(retry, failure, &self.head.method, body)
     }
 
     /// One try, bounded by `per_try_timeout` and by what is left of the route timeout.

@@ -2,6 +2,8 @@
 //! are buffered; big or streaming ones are sent once and only retried if they never left),
 //! the classification of a failed try, and jittered exponential back-off.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body::Body;
@@ -9,7 +11,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use meshgate_config::resilience::RetrySpec;
 use rand::Rng;
-use std::time::Duration;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;

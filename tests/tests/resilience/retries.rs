@@ -174,3 +174,38 @@ upstreams:
     );
     assert!(doc["limits"]["retries_denied"].as_u64().unwrap() > 0);
 }
+
+/// Bodies up to `max_body` (by Content-Length) are buffered and replayed; bigger ones stream
+/// through once and are not retried after a reset, whatever the method.
+#[tokio::test]
+async fn only_small_bodies_are_replayed() {
+    let resetting = RawBackend::start(crate::raw::Behaviour::Reset).await;
+    let good = Backend::start("good").await;
+    let routes = r#"
+  - match: { paths: ["/*"] }
+    proxy: { upstream: pool, retry: { attempts: 1, max_body: 1024 } }"#;
+    let node = TestNode::start(&config(&[resetting.addr(), good.addr()], routes, "")).await;
+    let c = node.client(Proto::Http1, "main");
+    let put = |size: usize| {
+        c.request(Method::PUT, "/upload")
+            .header("content-length", size)
+            .body(support::client::body(vec![b'x'; size]))
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let r = c.send(put(1000)).await.unwrap();
+        assert_eq!((r.status.as_u16(), r.text()), (200, "1000".to_string()));
+    }
+    let mut big = Vec::new();
+    for _ in 0..2 {
+        big.push(c.send(put(1_000_000)).await.unwrap().status.as_u16());
+    }
+    big.sort_unstable();
+    assert_eq!(
+        big,
+        [200, 502],
+        "the big body met the reset once and was not sent again"
+    );
+    assert_eq!(resetting.requests(), 2);
+    assert_eq!(good.requests(), 3);
+}
