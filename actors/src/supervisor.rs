@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use meshgate_config::CompiledConfig;
+use meshgate_config::{CompiledConfig, UpstreamSpec};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
 use crate::backoff::Backoff;
 use crate::config_watcher::{ConfigWatcher, ConfigWatcherArgs};
+use crate::health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
 use crate::snapshot::{BoundListener, NodeView, Snapshot};
 use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
@@ -60,6 +61,7 @@ pub enum ChildKey {
     CertRotator,
     CaListener,
     Registrar,
+    HealthChecker(Arc<str>),
 }
 
 #[derive(Debug)]
@@ -324,6 +326,23 @@ impl SupervisorState {
                     _ => Ok(()),
                 }
             }
+            ChildKey::HealthChecker(name) => {
+                let spec = self
+                    .config
+                    .upstreams
+                    .iter()
+                    .find(|u| u.name == *name)
+                    .and_then(|u| u.resilience.health_check.clone());
+                match (spec, self.upstreams.get(name).cloned()) {
+                    (Some(spec), Some(handle)) => self
+                        .spawn_child::<HealthChecker, _>(myself, key.clone(), || {
+                            HealthCheckerArgs { handle, spec }
+                        })
+                        .await
+                        .map(|_| ()),
+                    _ => Ok(()),
+                }
+            }
         };
         match result {
             Ok(()) => {
@@ -423,6 +442,9 @@ impl SupervisorState {
                     handles.push(handle);
                 }
             }
+            self.reconcile_health_checker(myself, spec)
+                .await
+                .map_err(|e| format!("upstreams.{}.health_check: {e}", spec.name))?;
         }
 
         // 3. Listeners: start the new ones.
@@ -505,6 +527,7 @@ impl SupervisorState {
             .cloned()
             .collect();
         for name in gone {
+            self.stop_child(&ChildKey::HealthChecker(name.clone()));
             self.stop_child(&ChildKey::UpstreamPool(name.clone()));
             self.upstreams.remove(&name);
         }
@@ -553,6 +576,33 @@ impl SupervisorState {
                 myself.send_after(RESTART_BASE, || SupervisorMsg::Restart(ChildKey::Registrar));
             }
         }
+    }
+
+    /// Start, update or stop the upstream's `HealthChecker` to match its `health_check`.
+    async fn reconcile_health_checker(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        spec: &UpstreamSpec,
+    ) -> Result<(), ActorProcessingErr> {
+        let key = ChildKey::HealthChecker(spec.name.clone());
+        let Some(check) = spec.resilience.health_check.clone() else {
+            self.stop_child(&key);
+            return Ok(());
+        };
+        if let Some(cell) = self.cells.get(&key) {
+            let checker: ActorRef<HealthCheckerMsg> = cell.clone().into();
+            let _ = checker.cast(HealthCheckerMsg::UpdateSpec(check));
+            return Ok(());
+        }
+        let Some(handle) = self.upstreams.get(&spec.name).cloned() else {
+            return Ok(());
+        };
+        self.spawn_child::<HealthChecker, _>(myself, key, || HealthCheckerArgs {
+            handle,
+            spec: check,
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn shutdown(&mut self, deadline: Duration) -> usize {

@@ -15,6 +15,7 @@ use crate::model::{
     UpstreamConfig, UpstreamProtocol, ValueMatchConfig,
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
+use crate::resilience::{RetrySpec, UpstreamResilience};
 use crate::route_table::RouteTable;
 use crate::validate::{split_host_port, validate};
 
@@ -145,6 +146,7 @@ pub struct ProxySpec {
     pub rewrite: PathRewrite,
     pub host: HostPolicy,
     pub timeout: Duration,
+    pub retry: RetrySpec,
 }
 
 /// How the forwarded path is derived from the client's.
@@ -223,6 +225,7 @@ pub struct UpstreamSpec {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_endpoint: usize,
+    pub resilience: UpstreamResilience,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,6 +393,7 @@ fn compile_upstream(u: &UpstreamConfig) -> UpstreamSpec {
         connect_timeout: u.connect_timeout.get(),
         idle_timeout: u.idle_timeout.get(),
         max_idle_per_endpoint: u.max_idle_per_endpoint,
+        resilience: UpstreamResilience::from_config(u),
     }
 }
 
@@ -490,6 +494,7 @@ fn compile_proxy(p: &ProxyConfig, upstream_index: &HashMap<&str, usize>) -> Prox
             .timeout
             .unwrap_or(crate::model::DEFAULT_ROUTE_TIMEOUT)
             .get(),
+        retry: p.retry.as_ref().map(RetrySpec::from).unwrap_or_default(),
     }
 }
 

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::resilience::{
+    CircuitBreakerConfig, FallbackConfig, HealthCheckConfig, LimitsConfig, OutlierDetectionConfig,
+    RetryConfig,
+};
 
 pub mod discovery;
 pub mod mesh;
@@ -211,6 +215,9 @@ pub struct ProxyConfig {
     /// The whole request, from routing to the last byte of the response headers.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// When a failed try is sent again (docs/resilience.md); absent = the defaults.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
 }
 
 /// Answer directly without any upstream.
@@ -256,6 +263,19 @@ pub struct UpstreamConfig {
     pub idle_timeout: HumanDuration,
     #[serde(default = "default_max_idle_per_endpoint")]
     pub max_idle_per_endpoint: usize,
+    // Resilience (docs/resilience.md).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(default)]
+    pub outlier_detection: OutlierDetectionConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
+    #[serde(default = "crate::resilience::default_panic_threshold")]
+    pub panic_threshold: u32,
 }
 
 /// One backend address.

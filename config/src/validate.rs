@@ -353,6 +353,9 @@ impl Validator {
         {
             self.push(path.field("timeout").error("must be greater than zero"));
         }
+        if let Some(r) = &p.retry {
+            crate::resilience::check::retry(r, &path.field("retry"), &mut self.errors);
+        }
     }
 
     fn respond(&mut self, d: &RespondConfig, path: &FieldPath) {
@@ -431,6 +434,7 @@ impl Validator {
                 _ => {}
             }
         }
+        crate::resilience::check::upstream(u, path, &mut self.errors);
     }
 }
 
