@@ -380,6 +380,15 @@ impl SupervisorState {
                 .join("\n")
         })?;
         tls.extend(mesh.inbound_tls);
+        let identity = mesh.runtime.as_ref().map(|m| m.identity.clone());
+        let upstream_tls =
+            crate::tls::load_upstreams(&config, identity.as_deref()).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
         let mut new_listeners = Vec::new();
         for spec in &config.listeners {
             let address = spec.address.to_string();
@@ -418,7 +427,7 @@ impl SupervisorState {
 
         // 2. Upstream pools: new ones resolve their targets before the snapshot names them.
         let mut handles = Vec::with_capacity(config.upstreams.len());
-        for spec in &config.upstreams {
+        for (spec, tls) in config.upstreams.iter().zip(upstream_tls) {
             let key = ChildKey::UpstreamPool(spec.name.clone());
             match self.upstreams.get(&spec.name) {
                 Some(handle) => {
@@ -441,6 +450,9 @@ impl SupervisorState {
                     self.upstreams.insert(spec.name.clone(), handle.clone());
                     handles.push(handle);
                 }
+            }
+            if let Some(handle) = handles.last() {
+                handle.set_tls(tls);
             }
             self.reconcile_health_checker(myself, spec)
                 .await

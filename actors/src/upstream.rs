@@ -34,6 +34,8 @@ pub struct UpstreamHandle {
     pool: ArcSwapOption<ActorRef<UpstreamPoolMsg>>,
     /// The version of every publish, for tests and the admin API to follow.
     published: watch::Sender<u64>,
+    /// TLS to this upstream's endpoints (re-encryption or mesh mTLS), set on every apply.
+    tls: ArcSwapOption<crate::tls::UpstreamTls>,
 }
 
 impl UpstreamHandle {
@@ -45,7 +47,17 @@ impl UpstreamHandle {
             limits: Arc::default(),
             pool: ArcSwapOption::empty(),
             published: watch::Sender::new(0),
+            tls: ArcSwapOption::empty(),
         }
+    }
+
+    /// How to connect to this upstream over TLS, if it uses TLS.
+    pub fn tls(&self) -> Option<Arc<crate::tls::UpstreamTls>> {
+        self.tls.load_full()
+    }
+
+    pub(crate) fn set_tls(&self, tls: Option<Arc<crate::tls::UpstreamTls>>) {
+        self.tls.store(tls);
     }
 
     /// The current endpoint set; cheap, lock-free.

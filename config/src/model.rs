@@ -252,6 +252,12 @@ pub struct UpstreamConfig {
     /// local one is available.
     #[serde(default)]
     pub prefer_zone: bool,
+    /// Re-encrypt: TLS to the upstream, verified against a CA bundle.
+    #[serde(default)]
+    pub tls: Option<tls::UpstreamTlsConfig>,
+    /// A mesh service: mutual TLS with this node's mesh identity, the callee's SPIFFE id checked.
+    #[serde(default)]
+    pub mesh: Option<tls::UpstreamMeshConfig>,
     #[serde(default)]
     pub load_balancing: LoadBalancingConfig,
     #[serde(default)]

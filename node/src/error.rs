@@ -34,6 +34,9 @@ pub enum GatewayError {
     ConnectTimeout(Duration),
     #[error("upstream connect failed: {0}")]
     Connect(std::io::Error),
+    /// The TLS handshake with the upstream failed (wrong certificate, wrong SPIFFE id, …).
+    #[error("upstream TLS handshake failed: {0}")]
+    Tls(String),
     #[error("upstream closed the connection before responding")]
     UpstreamClosed,
     #[error("upstream timed out after {0:?}")]
@@ -84,6 +87,7 @@ impl GatewayError {
             | GatewayError::LimitReached(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::ConnectRefused
             | GatewayError::Connect(_)
+            | GatewayError::Tls(_)
             | GatewayError::UpstreamClosed
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::Upgrade(_) => StatusCode::BAD_GATEWAY,
@@ -115,6 +119,7 @@ impl GatewayError {
             GatewayError::ConnectRefused
                 | GatewayError::ConnectTimeout(_)
                 | GatewayError::Connect(_)
+                | GatewayError::Tls(_)
                 | GatewayError::NoEndpoint(_)
         )
     }
@@ -138,6 +143,7 @@ impl GatewayError {
             GatewayError::ConnectRefused => "upstream refused the connection",
             GatewayError::ConnectTimeout(_) => "upstream connect timed out",
             GatewayError::Connect(_) => "upstream connect failed",
+            GatewayError::Tls(_) => "upstream TLS handshake failed",
             GatewayError::UpstreamClosed => "upstream closed the connection",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
             GatewayError::UpstreamProtocol(_) => "upstream sent an invalid response",

@@ -229,9 +229,15 @@ impl Tries<'_> {
         siblings: &[Arc<Endpoint>],
         body: &mut RequestBody,
     ) -> Result<Tried, GatewayError> {
-        let settings = pool_settings(self.spec);
+        let settings = pool_settings(self.spec, self.f.upstream);
         let pool: Arc<ConnPool> = endpoint
-            .data_plane(|| Arc::new(ConnPool::new(endpoint.address, settings)))
+            .data_plane(|| {
+                Arc::new(ConnPool::new(
+                    endpoint.address,
+                    endpoint_host(endpoint),
+                    &settings,
+                ))
+            })
             .cloned()
             .ok_or(GatewayError::UpstreamClosed)?;
         let limits = &self.spec.resilience.limits;
@@ -316,11 +322,23 @@ fn respond(tried: Tried, f: &ForwardRequest<'_>, slots: [Option<Slot>; 2]) -> Re
     )
 }
 
-fn pool_settings(spec: &UpstreamSpec) -> PoolSettings {
+fn pool_settings(spec: &UpstreamSpec, upstream: &UpstreamHandle) -> PoolSettings {
     PoolSettings {
         connect_timeout: spec.connect_timeout,
         idle_timeout: spec.idle_timeout,
         max_idle: spec.max_idle_per_endpoint,
+        tls: upstream.tls(),
+    }
+}
+
+/// The endpoint's host without the port: the default TLS server name.
+fn endpoint_host(endpoint: &Endpoint) -> &str {
+    let host = endpoint.host_header.to_str().unwrap_or("");
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+            h.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => host,
     }
 }
 
@@ -347,9 +365,15 @@ async fn forward_upgrade(
         })
         .cloned()
         .ok_or_else(|| GatewayError::NoEndpoint(f.upstream.name.to_string()))?;
-    let settings = pool_settings(spec);
+    let settings = pool_settings(spec, f.upstream);
     let pool: Arc<ConnPool> = endpoint
-        .data_plane(|| Arc::new(ConnPool::new(endpoint.address, settings)))
+        .data_plane(|| {
+            Arc::new(ConnPool::new(
+                endpoint.address,
+                endpoint_host(&endpoint),
+                &settings,
+            ))
+        })
         .cloned()
         .ok_or(GatewayError::UpstreamClosed)?;
     let upstream_req =

@@ -13,6 +13,7 @@
 //! | `/trailers` | a body followed by `grpc-status: 0` and `grpc-message: ok` trailers |
 //! | `/ws` | WebSocket echo |
 //! | `/health` | 200, or 503 after `set_healthy(false)` |
+//! | `/call/<host:port>/<path>` | calls `http://<host:port>/<path>` and answers `<name> -> <its body>` (an app that calls another service) |
 //!
 //! Counters let tests assert what reached the backend (accepted connections, requests).
 
@@ -250,6 +251,7 @@ async fn respond(name: &str, req: Request<Incoming>) -> Response<TestBody> {
             full(StatusCode::OK, total.to_string())
         }
         ["trailers"] => trailers(),
+        ["call", target, rest @ ..] => call(name, target, &rest.join("/")).await,
         ["ws"] => websocket(req),
         _ => {
             let mut response = full(StatusCode::OK, format!("hello from {name}"));
@@ -294,6 +296,33 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<TestBody> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+async fn call(name: &str, target: &str, path: &str) -> Response<TestBody> {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let Ok(uri) = format!("http://{target}/{path}").parse::<http::Uri>() else {
+        return full(StatusCode::BAD_REQUEST, "bad call target");
+    };
+    match client.get(uri).await {
+        Ok(response) => {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            full(
+                status,
+                format!("{name} -> {}", String::from_utf8_lossy(&body)),
+            )
+        }
+        Err(e) => full(
+            StatusCode::BAD_GATEWAY,
+            format!("{name} could not call {target}: {e}"),
+        ),
+    }
 }
 
 fn reset_mid_body() -> Response<TestBody> {

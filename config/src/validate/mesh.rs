@@ -29,6 +29,45 @@ impl Validator {
         if let Some(mesh) = &config.mesh {
             self.mesh_section(mesh, &root.field("mesh"));
         }
+        for (i, u) in config.upstreams.iter().enumerate() {
+            let path = root.field("upstreams").index(i);
+            if let Some(tls) = &u.tls {
+                if tls.ca.trim().is_empty() {
+                    self.push(
+                        path.field("tls")
+                            .field("ca")
+                            .error("a file path is required"),
+                    );
+                }
+                if let Some(c) = &tls.client_certificate {
+                    for (field, value) in [("cert", &c.cert), ("key", &c.key)] {
+                        if value.trim().is_empty() {
+                            self.push(
+                                path.field("tls")
+                                    .field("client_certificate")
+                                    .field(field)
+                                    .error("a file path is required"),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(m) = &u.mesh {
+                if u.tls.is_some() {
+                    self.push(path.field("mesh").error("use either tls or mesh, not both"));
+                }
+                if config.mesh.is_none() {
+                    self.push(path.field("mesh").error(
+                        "calling a mesh service needs the top-level mesh section (this node's identity)",
+                    ));
+                }
+                for (field, value) in [("service", &m.service), ("namespace", &m.namespace)] {
+                    if let Err(reason) = check_segment(value) {
+                        self.push(path.field("mesh").field(field).error(reason));
+                    }
+                }
+            }
+        }
     }
 
     fn mesh_section(&mut self, mesh: &MeshConfig, path: &FieldPath) {

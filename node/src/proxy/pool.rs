@@ -12,7 +12,9 @@ use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use meshgate_actors::tls::UpstreamTls;
 use meshgate_actors::upstream::{ConcurrencyLimits, Endpoint, LimitKind, Slot};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -28,17 +30,22 @@ const READY_WAIT: Duration = Duration::from_millis(50);
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 
 /// Connection settings taken from the upstream's spec.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle: usize,
+    /// TLS to the endpoint (re-encryption or mesh mTLS); a failed handshake is a connect
+    /// failure, never a fall back to plain text.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// The connections to one endpoint.
 #[derive(Debug)]
 pub struct ConnPool {
     address: SocketAddr,
+    /// The endpoint's host, the default TLS server name.
+    host: String,
     idle: ArrayQueue<H1Conn>,
     idle_timeout: Duration,
     h2: ArcSwapOption<H2Conn>,
@@ -113,9 +120,10 @@ pub enum Checkout {
 }
 
 impl ConnPool {
-    pub fn new(address: SocketAddr, settings: PoolSettings) -> Self {
+    pub fn new(address: SocketAddr, host: &str, settings: &PoolSettings) -> Self {
         Self {
             address,
+            host: host.to_string(),
             idle: ArrayQueue::new(settings.max_idle.max(1)),
             idle_timeout: settings.idle_timeout,
             h2: ArcSwapOption::empty(),
@@ -210,7 +218,7 @@ impl ConnPool {
         &self,
         settings: &PoolSettings,
     ) -> Result<http1::SendRequest<ProxyBody>, GatewayError> {
-        let stream = connect(self.address, settings.connect_timeout).await?;
+        let stream = self.open(settings).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -226,7 +234,7 @@ impl ConnPool {
         settings: &PoolSettings,
         slot: Slot,
     ) -> Result<H1Conn, GatewayError> {
-        let stream = connect(self.address, settings.connect_timeout).await?;
+        let stream = self.open(settings).await?;
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(MAX_RESPONSE_HEAD_BYTES)
             .handshake(TokioIo::new(stream))
@@ -266,7 +274,7 @@ impl ConnPool {
         let SlotOrIdle::Slot(slot) = self.connection_slot(limits, false).await? else {
             return Err(GatewayError::UpstreamClosed);
         };
-        let stream = connect(self.address, settings.connect_timeout).await?;
+        let stream = self.open(settings).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
@@ -311,6 +319,98 @@ fn evict_sibling_idle(siblings: &[Arc<Endpoint>]) -> bool {
         e.data_plane_if_created::<Arc<ConnPool>>()
             .is_some_and(|pool| pool.evict_idle())
     })
+}
+
+impl ConnPool {
+    /// A connected transport to the endpoint: TCP, then TLS when the upstream uses it.
+    async fn open(&self, settings: &PoolSettings) -> Result<Transport, GatewayError> {
+        let stream = connect(self.address, settings.connect_timeout).await?;
+        let Some(tls) = &settings.tls else {
+            return Ok(Transport::Plain(stream));
+        };
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(self.host.clone()).map_err(|e| {
+                GatewayError::Tls(format!("invalid server name {:?}: {e}", self.host))
+            })?,
+        };
+        let handshake = tls.connector.connect(name, stream);
+        match tokio::time::timeout(settings.connect_timeout, handshake).await {
+            Ok(Ok(stream)) => Ok(Transport::Tls(Box::new(stream))),
+            Ok(Err(e)) => Err(GatewayError::Tls(e.to_string())),
+            Err(_) => Err(GatewayError::ConnectTimeout(settings.connect_timeout)),
+        }
+    }
+}
+
+/// A connection to an endpoint, with or without TLS.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Transport {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Transport {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 async fn connect(address: SocketAddr, timeout: Duration) -> Result<TcpStream, GatewayError> {

@@ -4,3 +4,4 @@
 
 mod edge;
 mod mesh;
+mod upstream;
