@@ -17,7 +17,7 @@ use ractor::{
 use crate::backoff::Backoff;
 use crate::config_watcher::{ConfigWatcher, ConfigWatcherArgs};
 use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
-use crate::snapshot::{BoundListener, NodeView, Snapshot};
+use crate::snapshot::{BoundListener, NodeView, Snapshot, SnapshotExtension};
 use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
 
 /// The first restart waits this long; each further one doubles, up to [`RESTART_CAP`].
@@ -34,6 +34,8 @@ pub const ADMIN_LISTENER: &str = "admin";
 pub struct NodeServices {
     pub proxy: Arc<dyn ConnectionHandler>,
     pub admin: Arc<dyn ConnectionHandler>,
+    /// Builds the data plane's per-generation state (telemetry handles) for each snapshot.
+    pub extension: Option<Arc<dyn SnapshotExtension>>,
 }
 
 pub struct SupervisorArgs {
@@ -434,6 +436,7 @@ impl SupervisorState {
             upstreams: handles,
             bound,
             loaded_at: SystemTime::now(),
+            extension: self.services.extension.as_ref().map(|e| e.build(&config)),
         });
 
         // 5. Forget what the new generation no longer names.

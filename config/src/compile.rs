@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
 use crate::route_table::RouteTable;
+use crate::telemetry::TelemetrySpec;
 use crate::validate::{split_host_port, validate};
 
 /// Everything the data plane and the actors need, derived once per config generation.
@@ -28,6 +29,7 @@ pub struct CompiledConfig {
     pub listeners: Vec<ListenerSpec>,
     pub routes: Vec<Arc<CompiledRoute>>,
     pub upstreams: Vec<Arc<UpstreamSpec>>,
+    pub telemetry: TelemetrySpec,
     /// The config this was compiled from (for the admin API and diffing on reload).
     pub source: Config,
 }
@@ -316,6 +318,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         listeners,
         routes,
         upstreams,
+        telemetry: crate::telemetry::compile(&config.telemetry),
         source: config.clone(),
     })
 }
@@ -369,10 +372,7 @@ fn compile_route(
     r: &RouteConfig,
     upstream_index: &HashMap<&str, usize>,
 ) -> CompiledRoute {
-    let name: Arc<str> = match &r.name {
-        Some(n) => n.as_str().into(),
-        None => format!("route-{index}").into(),
-    };
+    let name: Arc<str> = crate::validate::route_name(index, r).into();
     let m = &r.matcher;
     let predicates = Predicates {
         methods: m

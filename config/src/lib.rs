@@ -21,6 +21,7 @@ pub mod load;
 pub mod model;
 pub mod path_template;
 pub mod route_table;
+pub mod telemetry;
 pub mod validate;
 
 pub use compile::{
@@ -31,3 +32,4 @@ pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use load::{Format, load_file, parse_str};
 pub use model::Config;
 pub use route_table::{RequestView, RouteMatch, RouteTable};
+pub use telemetry::TelemetrySpec;

@@ -43,6 +43,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listeners",
     "routes",
     "upstreams",
+    "telemetry",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -125,6 +126,7 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
         listeners: list(take("listeners"), &root.field("listeners"), &mut errors),
         routes: list(take("routes"), &root.field("routes"), &mut errors),
         upstreams: list(take("upstreams"), &root.field("upstreams"), &mut errors),
+        telemetry: section(take("telemetry"), &root.field("telemetry"), &mut errors),
     };
     if errors.is_empty() {
         Ok(config)

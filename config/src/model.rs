@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::telemetry::TelemetryConfig;
 
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8001";
 pub const DEFAULT_DRAIN_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
@@ -35,6 +36,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.

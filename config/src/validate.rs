@@ -54,6 +54,17 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     for (i, r) in config.routes.iter().enumerate() {
         v.route(r, &root.field("routes").index(i), &listeners, &upstreams);
     }
+    let route_names: Vec<String> = config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| route_name(i, r))
+        .collect();
+    v.errors.extend(crate::telemetry::validate(
+        &config.telemetry,
+        &route_names,
+        &root.field("telemetry"),
+    ));
     v.finish()
 }
 
@@ -358,6 +369,11 @@ impl Validator {
             }
         }
     }
+}
+
+/// The name a route is known by in logs and metrics: its own, or `route-<index>`.
+pub fn route_name(index: usize, r: &RouteConfig) -> String {
+    r.name.clone().unwrap_or_else(|| format!("route-{index}"))
 }
 
 fn one_line(s: &str) -> String {

@@ -1,5 +1,7 @@
 //! The admin listener: `GET /status` (version, uptime, config generation, listeners, last
-//! reload) and `GET /health` (liveness and readiness). Read-only views of the published state.
+//! reload), `GET /health` (liveness and readiness), `GET /metrics` (Prometheus) and
+//! `GET /analytics/usage` (usage analytics as JSON or CSV). Read-only views of the published
+//! state.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,22 +20,28 @@ use serde_json::{Value, json};
 use crate::error::error_response;
 use crate::proxy::body::ProxyBody;
 use crate::server::request_id;
+use crate::telemetry::Telemetry;
+use crate::telemetry::analytics::{UsageFormat, UsageQuery};
+use crate::telemetry::metrics::exposition;
 
 pub struct AdminService {
     view: Arc<NodeView>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl AdminService {
-    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
-        Arc::new(Self { view })
+    pub fn new(view: Arc<NodeView>, telemetry: Arc<Telemetry>) -> Arc<Self> {
+        Arc::new(Self { view, telemetry })
     }
 
-    fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
         let request_id = request_id::take_or_generate(req.headers());
         let mut response = match (req.method(), req.uri().path()) {
             (&Method::GET, "/status") => json_response(StatusCode::OK, self.status()),
             (&Method::GET, "/health") => self.health(),
-            (_, "/status" | "/health") => error_response(
+            (&Method::GET, "/metrics") => self.metrics(&request_id),
+            (&Method::GET, "/analytics/usage") => self.usage(req, &request_id).await,
+            (_, "/status" | "/health" | "/metrics" | "/analytics/usage") => error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed",
                 &request_id,
@@ -78,6 +86,62 @@ impl AdminService {
         })
     }
 
+    fn metrics(&self, request_id: &HeaderValue) -> Response<ProxyBody> {
+        if !self.view.load().config.telemetry.metrics {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "metrics are disabled (telemetry.metrics.enabled)",
+                request_id,
+            );
+        }
+        let mut response = Response::new(ProxyBody::full(self.telemetry.scrape(&self.view)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(exposition::CONTENT_TYPE),
+        );
+        response
+    }
+
+    async fn usage(
+        &self,
+        req: &Request<Incoming>,
+        request_id: &HeaderValue,
+    ) -> Response<ProxyBody> {
+        if self.view.load().config.telemetry.analytics.is_none() {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "usage analytics are disabled (telemetry.analytics.enabled)",
+                request_id,
+            );
+        }
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok());
+        let (query, format) = match UsageQuery::parse(req.uri().query(), accept) {
+            Ok(parsed) => parsed,
+            Err(message) => {
+                return error_response(StatusCode::BAD_REQUEST, &message, request_id);
+            }
+        };
+        let Some(report) = self.telemetry.usage(query).await else {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "usage analytics are not running",
+                request_id,
+            );
+        };
+        let (body, content_type) = match format {
+            UsageFormat::Json => (report.to_json(), "application/json"),
+            UsageFormat::Csv => (report.to_csv(), "text/csv; charset=utf-8"),
+        };
+        let mut response = Response::new(ProxyBody::full(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    }
+
     fn health(&self) -> Response<ProxyBody> {
         if self.view.is_draining() {
             json_response(
@@ -106,11 +170,12 @@ impl ConnectionHandler for AdminService {
     fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let admin = Arc::new(AdminService {
             view: self.view.clone(),
+            telemetry: self.telemetry.clone(),
         });
         Box::pin(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                async move { Ok::<_, Infallible>(admin.handle(&req).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -15,6 +15,7 @@ use ractor::{Actor, ActorCell, ActorRef};
 
 use crate::admin::AdminService;
 use crate::server::ProxyService;
+use crate::telemetry::Telemetry;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +43,11 @@ impl Node {
         config_path: Option<PathBuf>,
     ) -> Result<NodeHandle, StartError> {
         let view = NodeView::new(empty_snapshot()?);
+        let telemetry = Telemetry::new();
         let services = NodeServices {
             proxy: ProxyService::new(view.clone()),
-            admin: AdminService::new(view.clone()),
+            admin: AdminService::new(view.clone(), telemetry.clone()),
+            extension: Some(telemetry.clone()),
         };
         let args = SupervisorArgs {
             config: Arc::new(config),
@@ -57,6 +60,7 @@ impl Node {
             .map_err(|e| StartError::Startup(startup_reason(&e)))?;
         Ok(NodeHandle {
             view,
+            telemetry,
             supervisor,
             join,
         })
@@ -79,12 +83,14 @@ fn empty_snapshot() -> Result<Snapshot, StartError> {
         upstreams: Vec::new(),
         bound: Vec::new(),
         loaded_at: SystemTime::now(),
+        extension: None,
     })
 }
 
 /// Control of a running node.
 pub struct NodeHandle {
     view: Arc<NodeView>,
+    telemetry: Arc<Telemetry>,
     supervisor: ActorRef<SupervisorMsg>,
     join: ractor::concurrency::JoinHandle<()>,
 }
@@ -92,6 +98,11 @@ pub struct NodeHandle {
 impl NodeHandle {
     pub fn view(&self) -> &Arc<NodeView> {
         &self.view
+    }
+
+    /// Metrics, access logs and analytics of this node.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Where a proxy listener is bound (port 0 resolved).
@@ -158,6 +169,8 @@ impl NodeHandle {
             _ => 0,
         };
         let _ = self.join.await;
+        // The last requests' access-log lines are written before the node reports stopped.
+        self.telemetry.flush().await;
         cut
     }
 }

@@ -7,6 +7,7 @@ pub mod pool;
 pub mod upgrade;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -15,12 +16,15 @@ use hyper::body::Incoming;
 use meshgate_actors::upstream::{Endpoint, PickContext, UpstreamHandle, stable_hash};
 use meshgate_config::compile::{HashOn, HostPolicy, LoadBalancing, ProxySpec};
 use meshgate_config::model::UpstreamProtocol;
+use tracing::Instrument;
 
 use self::body::{ProxyBody, UpstreamBody};
 use self::headers::ClientSide;
 use self::pool::{Checkout, ConnPool, Lease, PoolSettings};
 use crate::error::GatewayError;
 use crate::server::ConnInfo;
+use crate::telemetry::UpstreamCall;
+use crate::telemetry::tracing as trace;
 
 /// Everything routing decided about one proxied request.
 pub struct ForwardRequest<'a> {
@@ -31,22 +35,39 @@ pub struct ForwardRequest<'a> {
     pub upstream: &'a UpstreamHandle,
     pub conn: &'a ConnInfo,
     pub request_id: &'a HeaderValue,
+    /// The request's trace span (disabled when not traced): the upstream call is its child.
+    pub span: &'a tracing::Span,
+    /// Counts the bytes of a request body of unknown length as they are forwarded.
+    pub request_bytes: Option<&'a Arc<AtomicU64>>,
 }
 
-/// Proxy `req` and return the response to send to the client (an error response on failure).
-pub async fn forward(req: Request<Incoming>, f: ForwardRequest<'_>) -> Response<ProxyBody> {
-    match try_forward(req, &f).await {
+/// Proxy `req` and return the response to send to the client (an error response on failure),
+/// with what telemetry needs to know about the call.
+pub async fn forward(
+    req: Request<Incoming>,
+    f: ForwardRequest<'_>,
+) -> (Response<ProxyBody>, UpstreamCall) {
+    let span = trace::upstream_span(f.span, &f.upstream.name);
+    let mut call = UpstreamCall::default();
+    let result = try_forward(req, &f, &mut call, &span)
+        .instrument(span.clone())
+        .await;
+    let response = match result {
         Ok(response) => response,
         Err(e) => {
             tracing::debug!(upstream = %f.upstream.name, error = %e, "proxy error");
             e.to_response(f.request_id)
         }
-    }
+    };
+    trace::record_status(&span, response.status().as_u16());
+    (response, call)
 }
 
 async fn try_forward(
     req: Request<Incoming>,
     f: &ForwardRequest<'_>,
+    call: &mut UpstreamCall,
+    span: &tracing::Span,
 ) -> Result<Response<ProxyBody>, GatewayError> {
     let (endpoint, spec) = {
         let state = f.upstream.load();
@@ -60,6 +81,7 @@ async fn try_forward(
             .ok_or_else(|| GatewayError::NoEndpoint(f.upstream.name.to_string()))?;
         (endpoint, state.spec.clone())
     };
+    call.endpoint = Some(endpoint.address);
     let settings = PoolSettings {
         connect_timeout: spec.connect_timeout,
         idle_timeout: spec.idle_timeout,
@@ -77,11 +99,12 @@ async fn try_forward(
     } else {
         spec.protocol
     };
-    let upstream_req = build_upstream_request(req, f, &endpoint, protocol, upgrading)?;
+    let mut upstream_req = build_upstream_request(req, f, &endpoint, protocol, upgrading)?;
+    trace::inject(span, upstream_req.headers_mut());
     let in_flight = endpoint.start_request();
     let started = tokio::time::Instant::now();
     if let Some(client_upgrade) = client_upgrade {
-        return upgrade::forward(
+        let upgraded = upgrade::forward(
             client_upgrade,
             upstream_req,
             &pool,
@@ -90,12 +113,15 @@ async fn try_forward(
             in_flight,
         )
         .await;
+        call.elapsed = Some(started.elapsed());
+        return upgraded;
     }
     let sent = tokio::time::timeout(
         f.spec.timeout,
         send(&pool, &settings, protocol, upstream_req),
     )
     .await;
+    call.elapsed = Some(started.elapsed());
     let (response, lease) = match sent {
         Ok(result) => result?,
         Err(_) => return Err(GatewayError::UpstreamTimeout(f.spec.timeout)),
@@ -185,10 +211,10 @@ fn build_upstream_request(
     };
     let (mut parts, body) = req.into_parts();
     // An upgrade request carries no body; its connection becomes the tunnel.
-    let body = if upgrading {
-        ProxyBody::Empty
-    } else {
-        ProxyBody::Incoming(body)
+    let body = match (upgrading, f.request_bytes) {
+        (true, _) => ProxyBody::Empty,
+        (false, Some(counter)) => ProxyBody::Counted(body, counter.clone()),
+        (false, None) => ProxyBody::Incoming(body),
     };
     parts.extensions = http::Extensions::new();
     let client = ClientSide {

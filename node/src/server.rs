@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use meshgate_actors::{AcceptedConnection, ConnectionHandler, NodeView};
 use meshgate_config::RouteAction;
+use tracing::Instrument;
 
 use self::context::RequestContext;
 use crate::error::GatewayError;
@@ -26,6 +27,7 @@ use crate::filters;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ForwardRequest};
 use crate::router;
+use crate::telemetry::{self, GenerationTelemetry, ObservedBody, RequestObservation};
 
 /// Largest request head hyper accepts before answering 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -39,6 +41,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub listener: Arc<str>,
     pub tls: bool,
+    /// `TLSv1.3`, … once TLS termination exists (access log).
+    pub tls_version: Option<&'static str>,
 }
 
 /// The request pipeline shared by every proxy connection.
@@ -54,13 +58,20 @@ impl Gateway {
     /// Handle one request; always produces a response (errors become the standard JSON body).
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &Arc<ConnInfo>,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ObservedBody> {
         let mut ctx =
             RequestContext::new(request_id::take_or_generate(req.headers()), conn.clone());
+        ctx.observe = RequestObservation::begin(self.telemetry(), &mut req);
         let response = self.dispatch(req, &mut ctx).await;
-        finish(response, ctx)
+        let response = finish(response, &mut ctx);
+        telemetry::completion::complete(response, ctx)
+    }
+
+    /// The serving generation's telemetry handles.
+    fn telemetry(&self) -> Option<Arc<GenerationTelemetry>> {
+        self.view.load().extension.clone()?.downcast().ok()
     }
 
     async fn dispatch(
@@ -80,7 +91,9 @@ impl Gateway {
                 );
             }
         };
+        let routing = telemetry::tracing::routing_span(&ctx.observe.span);
         let (matched, upstream) = {
+            let _routing = routing.enter();
             let snapshot = self.view.load();
             let Some(table) = snapshot.route_table(&ctx.conn.listener) else {
                 return GatewayError::NoRoute.to_response(&ctx.request_id);
@@ -92,11 +105,17 @@ impl Gateway {
                 RouteAction::Proxy(spec) => snapshot.upstreams.get(spec.upstream).cloned(),
                 RouteAction::Respond(_) => None,
             };
+            ctx.observe.route_matched(&snapshot, &matched.route);
             (matched, upstream)
         };
+        drop(routing);
         ctx.route = Some(matched.route.clone());
         ctx.params = matched.params.clone();
-        if let Err(response) = filters::before_action(ctx, &mut req).await {
+        let filtering = telemetry::tracing::filters_span(&ctx.observe.span);
+        if let Err(response) = filters::before_action(ctx, &mut req)
+            .instrument(filtering)
+            .await
+        {
             return response;
         }
         match &matched.route.action {
@@ -105,7 +124,7 @@ impl Gateway {
             }
             RouteAction::Proxy(spec) => match upstream {
                 Some(upstream) => {
-                    proxy::forward(
+                    let (response, call) = proxy::forward(
                         req,
                         ForwardRequest {
                             spec,
@@ -114,9 +133,13 @@ impl Gateway {
                             upstream: &upstream,
                             conn: &ctx.conn,
                             request_id: &ctx.request_id,
+                            span: &ctx.observe.span,
+                            request_bytes: ctx.observe.request_body_counter(),
                         },
                     )
-                    .await
+                    .await;
+                    ctx.observe.upstream = call;
+                    response
                 }
                 None => GatewayError::NoEndpoint(spec.upstream_name.to_string())
                     .to_response(&ctx.request_id),
@@ -126,11 +149,11 @@ impl Gateway {
 }
 
 /// The last step of every request: the request id and the filters' headers go on the response.
-fn finish(mut response: Response<ProxyBody>, ctx: RequestContext) -> Response<ProxyBody> {
+fn finish(mut response: Response<ProxyBody>, ctx: &mut RequestContext) -> Response<ProxyBody> {
     let headers = response.headers_mut();
-    headers.insert(request_id::HEADER, ctx.request_id);
+    headers.insert(request_id::HEADER, ctx.request_id.clone());
     let mut current = None;
-    for (name, value) in ctx.response_headers {
+    for (name, value) in std::mem::take(&mut ctx.response_headers) {
         // The map yields a name once, then `None` for each further value of it.
         if let Some(name) = name {
             headers.remove(&name);
@@ -161,14 +184,22 @@ impl ProxyService {
 impl ConnectionHandler for ProxyService {
     fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let gateway = self.gateway.clone();
-        let (http2, header_read_timeout) = {
+        let (http2, header_read_timeout, counted) = {
             let snapshot = self.view.load();
+            let counted = snapshot
+                .extension::<GenerationTelemetry>()
+                .and_then(|t| t.listener(&conn.listener))
+                .map(|l| l.open());
             (
                 snapshot.listener_http2(&conn.listener),
                 snapshot.config.server.header_read_timeout,
+                counted,
             )
         };
-        Box::pin(serve_connection(gateway, conn, http2, header_read_timeout))
+        Box::pin(async move {
+            serve_connection(gateway, conn, http2, header_read_timeout).await;
+            drop(counted);
+        })
     }
 }
 
@@ -183,6 +214,7 @@ async fn serve_connection(
         local: conn.local,
         listener: conn.listener.clone(),
         tls: false,
+        tls_version: None,
     });
     let service = service_fn(move |req: Request<Incoming>| {
         let gateway = gateway.clone();
