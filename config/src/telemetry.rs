@@ -303,7 +303,7 @@ pub fn compile(t: &TelemetryConfig) -> TelemetrySpec {
         sample_ratio: tc.sample_ratio,
         export_interval: tc.export_interval.get(),
     });
-    let analytics = t.analytics.enabled.then(|| AnalyticsSpec {
+    let analytics = t.analytics.enabled.then_some(AnalyticsSpec {
         max_entries: t.analytics.max_entries,
         retention_days: t.analytics.retention_days,
     });

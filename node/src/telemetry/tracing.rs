@@ -93,6 +93,12 @@ where
         .map_err(|_| TracingError::AlreadyStarted)?;
     Ok(tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        // Spans carry HTTP attributes; source locations, threads and busy/idle time are noise.
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false)
+        .with_level(false)
         .with_filter(Targets::new().with_target(OTEL_TARGET, ::tracing::Level::INFO)))
 }
 
@@ -249,7 +255,10 @@ pub fn record_route(span: &Span, method: &Method, route: &str) {
         return;
     }
     span.record("http.route", route);
-    span.record("otel.name", format!("{method} {route}"));
+    // The OTel span already exists (its children needed its id): rename it directly.
+    span.context()
+        .span()
+        .update_name(format!("{method} {route}"));
 }
 
 /// Reads trace headers for the W3C propagator.

@@ -3,12 +3,13 @@
 //! (upstreams, config generation, reloads, actor restarts). Runs on the admin listener only.
 
 use std::fmt::{Display, Write};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
 use meshgate_actors::upstream::Endpoint;
 use meshgate_actors::{NodeView, Snapshot};
 
-use super::{LATENCY_BUCKETS, METHOD_LABELS, Metrics, RouteMetrics, STATUS_CLASSES};
+use super::{Histogram, LATENCY_BUCKETS, METHOD_LABELS, Metrics, RouteMetrics, STATUS_CLASSES};
 
 /// The `Content-Type` of a scrape.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -122,7 +123,18 @@ fn requests(w: &mut TextWriter, routes: &[&RouteMetrics]) {
             }
         }
     }
-    let histograms: [(&str, &str, fn(&RouteMetrics) -> &super::Histogram); 3] = [
+    route_histograms(w, routes);
+    route_bytes(w, routes);
+    route_rejections(w, routes);
+}
+
+/// Reads one histogram, counter or per-method counter of a route.
+type ReadHistogram = fn(&RouteMetrics) -> &Histogram;
+type ReadCounter = fn(&RouteMetrics) -> u64;
+type ReadByMethod = fn(&RouteMetrics, usize) -> u64;
+
+fn route_histograms(w: &mut TextWriter, routes: &[&RouteMetrics]) {
+    let histograms: [(&str, &str, ReadHistogram); 3] = [
         (
             "meshgate_request_duration_seconds",
             "Total time from the request's arrival to the last byte of its response.",
@@ -149,16 +161,19 @@ fn requests(w: &mut TextWriter, routes: &[&RouteMetrics]) {
             );
         }
     }
-    let bytes: [(&str, &str, fn(&RouteMetrics) -> u64); 2] = [
+}
+
+fn route_bytes(w: &mut TextWriter, routes: &[&RouteMetrics]) {
+    let bytes: [(&str, &str, ReadCounter); 2] = [
         (
             "meshgate_request_bytes_total",
             "Request body bytes received from clients.",
-            |r| r.request_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            |r| r.request_bytes.load(Relaxed),
         ),
         (
             "meshgate_response_bytes_total",
             "Response body bytes sent to clients.",
-            |r| r.response_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            |r| r.response_bytes.load(Relaxed),
         ),
     ];
     for (name, help, read) in bytes {
@@ -171,16 +186,19 @@ fn requests(w: &mut TextWriter, routes: &[&RouteMetrics]) {
             );
         }
     }
-    let rejections: [(&str, &str, fn(&RouteMetrics, usize) -> u64); 2] = [
+}
+
+fn route_rejections(w: &mut TextWriter, routes: &[&RouteMetrics]) {
+    let rejections: [(&str, &str, ReadByMethod); 2] = [
         (
             "meshgate_auth_rejections_total",
             "Requests refused by authentication or authorization, by route and method.",
-            |r, m| r.auth_rejected[m].load(std::sync::atomic::Ordering::Relaxed),
+            |r, m| r.auth_rejected[m].load(Relaxed),
         ),
         (
             "meshgate_rate_limit_rejections_total",
             "Requests refused by a rate limit, by route and method.",
-            |r, m| r.rate_limited[m].load(std::sync::atomic::Ordering::Relaxed),
+            |r, m| r.rate_limited[m].load(Relaxed),
         ),
     ];
     for (name, help, read) in rejections {
@@ -273,9 +291,7 @@ fn upstreams(w: &mut TextWriter, metrics: &Metrics, snapshot: &Snapshot) {
         "Endpoints ejected from an upstream by outlier detection.",
     );
     for (handle, _) in &states {
-        let n = ejections
-            .get(&handle.name)
-            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed));
+        let n = ejections.get(&handle.name).map_or(0, |c| c.load(Relaxed));
         w.sample(
             "meshgate_upstream_ejections_total",
             &[("upstream", &handle.name)],
@@ -418,7 +434,7 @@ impl TextWriter {
         let _ = writeln!(self.out, " {value}");
     }
 
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &super::Histogram) {
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
         let cumulative = h.cumulative();
         for (i, count) in cumulative.iter().enumerate() {
             let le = LATENCY_BUCKETS
