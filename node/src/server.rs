@@ -69,9 +69,14 @@ impl Gateway {
         telemetry::completion::complete(response, ctx)
     }
 
-    /// The serving generation's telemetry handles.
+    /// The serving generation's telemetry handles, when it records anything.
     fn telemetry(&self) -> Option<Arc<GenerationTelemetry>> {
-        self.view.load().extension.clone()?.downcast().ok()
+        let snapshot = self.view.load();
+        let extension = snapshot.extension.as_ref()?;
+        if !extension.downcast_ref::<GenerationTelemetry>()?.is_active() {
+            return None;
+        }
+        extension.clone().downcast().ok()
     }
 
     async fn dispatch(

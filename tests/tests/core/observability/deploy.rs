@@ -77,3 +77,28 @@ routes:
         }
     }
 }
+
+/// The `# full config` example of docs/observability.md loads and compiles, telemetry included.
+#[tokio::test]
+async fn the_documented_telemetry_config_is_valid() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/observability.md"),
+    )
+    .unwrap();
+    let body = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|body| body.starts_with("# full config"))
+        .expect("docs/observability.md has a full config example");
+    let config = meshgate_config::parse_str(body, meshgate_config::Format::Yaml)
+        .unwrap_or_else(|e| panic!("documented config does not load: {e}"));
+    let compiled = meshgate_config::compile(&config).unwrap();
+    let t = &compiled.telemetry;
+    assert!(t.metrics && t.access_log.is_some() && t.analytics.is_some());
+    assert_eq!(
+        t.tracing.as_ref().unwrap().otlp_endpoint,
+        "http://127.0.0.1:4317"
+    );
+    assert!(t.latency_headers_on("users") && !t.latency_headers_on("health"));
+}
