@@ -47,8 +47,8 @@ pub struct RequestObservation {
     route: Option<Arc<RouteMetrics>>,
     latency_headers: bool,
     method: Method,
-    /// For the access log only.
-    logged: Option<Box<LoggedRequest>>,
+    /// For the access log only (moved into the one allocation made per request, `Pending`).
+    logged: Option<LoggedRequest>,
     /// Declared body length (Content-Length, or 0 for no body).
     request_bytes: Option<u64>,
     /// Bytes of a body of unknown length, counted as it is forwarded.
@@ -99,16 +99,14 @@ impl RequestObservation {
             }
             None => Span::none(),
         };
-        let logged = generation.logs_requests().then(|| {
-            Box::new(LoggedRequest {
-                uri: req.uri().clone(),
-                user_agent: req.headers().get(header::USER_AGENT).cloned(),
-                headers: generation
-                    .log_headers
-                    .iter()
-                    .filter_map(|name| Some((name.clone(), req.headers().get(name)?.clone())))
-                    .collect(),
-            })
+        let logged = generation.logs_requests().then(|| LoggedRequest {
+            uri: req.uri().clone(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            headers: generation
+                .log_headers
+                .iter()
+                .filter_map(|name| Some((name.clone(), req.headers().get(name)?.clone())))
+                .collect(),
         });
         let request_bytes = req.body().size_hint().exact();
         let counted_bytes = request_bytes.is_none().then(|| Arc::new(AtomicU64::new(0)));

@@ -474,7 +474,7 @@ impl TextWriter {
 }
 
 /// Label values escape `\`, `"` and newlines (text format 0.0.4).
-fn escape_label(out: &mut String, value: &str) {
+pub(super) fn escape_label(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

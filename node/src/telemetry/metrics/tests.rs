@@ -92,3 +92,58 @@ fn hooks_record_ejections_and_times() {
     assert_eq!(metrics.discovery_synced.load()["consul:users"], at);
     assert_eq!(metrics.certificates.load()["mesh-leaf"], at);
 }
+
+#[test]
+fn label_values_are_escaped_in_the_exposition() {
+    let mut out = String::new();
+    exposition_escape(&mut out, "a\"b\\c\nd");
+    assert_eq!(out, "a\\\"b\\\\c\\nd");
+}
+
+fn exposition_escape(out: &mut String, value: &str) {
+    super::exposition::escape_label(out, value);
+}
+
+#[test]
+fn every_family_is_declared_once_with_help_and_type() {
+    let metrics = Metrics::default();
+    let handles = metrics.resolve_routes(&[("we\"ird".into(), "u".into())]);
+    handles[0].auth_rejected(&Method::POST);
+    handles[0].rate_limited(&Method::GET);
+    let snapshot = meshgate_actors::Snapshot {
+        generation: 3,
+        config: std::sync::Arc::new(
+            meshgate_config::compile(&meshgate_config::Config::default()).unwrap(),
+        ),
+        upstreams: Vec::new(),
+        bound: Vec::new(),
+        loaded_at: SystemTime::now(),
+        extension: None,
+    };
+    let view = meshgate_actors::NodeView::new(snapshot);
+    let text = exposition::render(&exposition::Scrape {
+        metrics: &metrics,
+        view: &view,
+        recorder: exposition::RecorderStats::default(),
+    });
+    let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+    assert_eq!(types.len(), helps);
+    let mut names: Vec<&str> = types.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(before, names.len(), "a family declared twice");
+    assert!(text.contains("meshgate_config_generation 3\n"), "{text}");
+    assert!(
+        text.contains("meshgate_auth_rejections_total{route=\"we\\\"ird\",method=\"POST\"} 1\n")
+    );
+    assert!(
+        text.contains(
+            "meshgate_rate_limit_rejections_total{route=\"we\\\"ird\",method=\"GET\"} 1\n"
+        )
+    );
+    assert!(text.contains(
+        "meshgate_request_duration_seconds_bucket{route=\"-\",upstream=\"-\",le=\"+Inf\"} 0\n"
+    ));
+}
