@@ -110,10 +110,13 @@ impl Recorder {
             access_log: None,
             analytics: None,
         };
-        worker.configure(settings);
+        // Opening the log file is blocking I/O: the thread does it, not the caller.
         std::thread::Builder::new()
             .name("meshgate-telemetry".into())
-            .spawn(move || worker.run(commands))?;
+            .spawn(move || {
+                worker.configure(settings);
+                worker.run(commands);
+            })?;
         Ok(Arc::new(Self {
             queue,
             control,
@@ -263,3 +266,6 @@ impl Worker {
         };
     }
 }
+
+#[cfg(test)]
+mod tests;
