@@ -34,6 +34,8 @@ use tracing_subscriber::registry::LookupSpan;
 pub const OTEL_TARGET: &str = "meshgate::otel";
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// At exit, how long the last spans may take to reach the collector before they are dropped.
+const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The process's exporter, once started.
 struct Exporter {
@@ -102,10 +104,11 @@ where
         .with_filter(Targets::new().with_target(OTEL_TARGET, ::tracing::Level::INFO)))
 }
 
-/// Export what is buffered and stop the exporter (at process exit).
+/// Export what is buffered and stop the exporter (at process exit; blocks, so call it off the
+/// runtime's workers).
 pub fn shutdown() {
     if let Some(exporter) = EXPORTER.get()
-        && let Err(e) = exporter.provider.shutdown()
+        && let Err(e) = exporter.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT)
     {
         ::tracing::warn!(error = %e, "tracing exporter did not shut down cleanly");
     }
