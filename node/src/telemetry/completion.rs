@@ -258,7 +258,10 @@ impl Pending {
         let upstream = (&*self.route.upstream != super::metrics::NO_ROUTE)
             .then(|| self.route.upstream.clone());
         recorder.push(FinishedRequest {
-            time: SystemTime::now() - total,
+            time: {
+                let now = SystemTime::now();
+                now.checked_sub(total).unwrap_or(now)
+            },
             request_id: self.request_id,
             client_ip: self.client_ip,
             method: self.observe.method,
