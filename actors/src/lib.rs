@@ -18,6 +18,8 @@ pub mod upstream;
 pub use config_watcher::{ConfigWatcher, ConfigWatcherMsg, ReloadTrigger};
 pub use health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 pub use listener::{AcceptedConnection, ConnectionHandler, ListenerRuntime};
-pub use snapshot::{BoundListener, NodeView, ReloadEvent, Snapshot};
+pub use snapshot::{
+    BoundListener, NodeView, ReloadEvent, Snapshot, SnapshotData, SnapshotExtension,
+};
 pub use supervisor::{ChildKey, NodeServices, Supervisor, SupervisorArgs, SupervisorMsg};
 pub use upstream::{Endpoint, PickContext, UpstreamHandle, UpstreamState};

@@ -1,9 +1,10 @@
 //! What the control plane publishes for the data plane and the admin API: the route
 //! [`Snapshot`] (swapped whole on reload) and the [`NodeView`] that holds it.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
@@ -29,6 +30,18 @@ pub struct Snapshot {
     /// Where the CA service listens, on the node that runs it.
     pub ca_address: Option<SocketAddr>,
     pub loaded_at: SystemTime,
+    /// What the node's [`SnapshotExtension`] derived from this generation (per-route metric
+    /// handles, …); `None` when the node has none.
+    pub extension: Option<SnapshotData>,
+}
+
+/// Data-plane state derived from one config generation, opaque to the control plane.
+pub type SnapshotData = Arc<dyn Any + Send + Sync>;
+
+/// Derives the node's per-generation state before a generation serves, so that requests
+/// never build it (or wait for it). Called by the supervisor once per applied config.
+pub trait SnapshotExtension: Send + Sync + 'static {
+    fn build(&self, config: &Arc<CompiledConfig>) -> SnapshotData;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +82,11 @@ impl Snapshot {
             .map(|(_, tls)| tls)
     }
 
+    /// The extension's state for this generation, if it is a `T`.
+    pub fn extension<T: Any>(&self) -> Option<&T> {
+        self.extension.as_deref()?.downcast_ref::<T>()
+    }
+
     pub fn bound_address(&self, listener: &str) -> Option<SocketAddr> {
         self.bound
             .iter()
@@ -97,6 +115,8 @@ pub struct NodeView {
     pub admin_address: ArcSwap<Option<SocketAddr>>,
     reloads: watch::Sender<ReloadEvent>,
     restarts: watch::Sender<u64>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
 }
 
 impl NodeView {
@@ -114,6 +134,8 @@ impl NodeView {
             admin_address: ArcSwap::from_pointee(None),
             reloads,
             restarts: watch::Sender::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
         })
     }
 
@@ -143,6 +165,11 @@ impl NodeView {
     }
 
     pub fn record_reload(&self, generation: u64, result: Result<(), String>) {
+        let counter = match result {
+            Ok(()) => &self.reloads_ok,
+            Err(_) => &self.reloads_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.reloads.send_modify(|e| {
             e.attempt += 1;
             e.generation = generation;
@@ -163,6 +190,14 @@ impl NodeView {
     /// Actor restarts so far, to follow (tests) or read (`/status`).
     pub fn restarts(&self) -> watch::Receiver<u64> {
         self.restarts.subscribe()
+    }
+
+    /// Reload attempts so far: (applied, rejected).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
     }
 
     pub fn last_reload(&self) -> ReloadEvent {

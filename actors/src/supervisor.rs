@@ -18,7 +18,7 @@ use crate::backoff::Backoff;
 use crate::config_watcher::{ConfigWatcher, ConfigWatcherArgs};
 use crate::health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
-use crate::snapshot::{BoundListener, NodeView, Snapshot};
+use crate::snapshot::{BoundListener, NodeView, Snapshot, SnapshotExtension};
 use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
 
 mod mesh;
@@ -41,6 +41,8 @@ pub struct NodeServices {
     pub admin: Arc<dyn ConnectionHandler>,
     /// The mesh CA service (HTTPS, CSR signing), on nodes configured to run it.
     pub ca: Arc<dyn ConnectionHandler>,
+    /// Builds the data plane's per-generation state (telemetry handles) for each snapshot.
+    pub extension: Option<Arc<dyn SnapshotExtension>>,
 }
 
 pub struct SupervisorArgs {
@@ -526,6 +528,7 @@ impl SupervisorState {
             mesh: mesh.runtime,
             ca_address: self.ca_bound(),
             loaded_at: SystemTime::now(),
+            extension: self.services.extension.as_ref().map(|e| e.build(&config)),
         });
 
         // 5. Registration follows the new config (a changed one deregisters, then registers).

@@ -17,6 +17,7 @@ use crate::model::{
 use crate::path_template::{PathPattern, RewriteTemplate};
 use crate::resilience::{RetrySpec, UpstreamResilience};
 use crate::route_table::RouteTable;
+use crate::telemetry::TelemetrySpec;
 use crate::validate::{split_host_port, validate};
 
 pub mod mesh;
@@ -39,6 +40,7 @@ pub struct CompiledConfig {
     pub discovery: crate::model::DiscoveryConfig,
     /// The local service's registration, if any.
     pub registration: Option<crate::model::RegistrationConfig>,
+    pub telemetry: TelemetrySpec,
     /// The config this was compiled from (for the admin API and diffing on reload).
     pub source: Config,
 }
@@ -347,6 +349,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         mesh: config.mesh.as_ref().map(MeshSpec::new),
         discovery: config.discovery.clone(),
         registration: config.registration.clone(),
+        telemetry: crate::telemetry::compile(&config.telemetry),
         source: config.clone(),
     })
 }
@@ -406,10 +409,7 @@ fn compile_route(
     r: &RouteConfig,
     upstream_index: &HashMap<&str, usize>,
 ) -> CompiledRoute {
-    let name: Arc<str> = match &r.name {
-        Some(n) => n.as_str().into(),
-        None => format!("route-{index}").into(),
-    };
+    let name: Arc<str> = crate::validate::route_name(index, r).into();
     let m = &r.matcher;
     let predicates = Predicates {
         methods: m

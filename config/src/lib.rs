@@ -22,6 +22,7 @@ pub mod model;
 pub mod path_template;
 pub mod resilience;
 pub mod route_table;
+pub mod telemetry;
 pub mod validate;
 
 pub use compile::{
@@ -32,3 +33,4 @@ pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use load::{Format, load_file, parse_str};
 pub use model::Config;
 pub use route_table::{RequestView, RouteMatch, RouteTable};
+pub use telemetry::TelemetrySpec;

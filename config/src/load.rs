@@ -46,6 +46,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "mesh",
     "discovery",
     "registration",
+    "telemetry",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -135,6 +136,7 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
             &root.field("registration"),
             &mut errors,
         ),
+        telemetry: section(take("telemetry"), &root.field("telemetry"), &mut errors),
     };
     if errors.is_empty() {
         Ok(config)

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod mesh;
 pub mod tls;
 
+use crate::telemetry::TelemetryConfig;
 pub use discovery::{DiscoveryConfig, RegistrationConfig, SubsetConfig, UpstreamDiscoveryConfig};
 pub use mesh::MeshConfig;
 pub use tls::ListenerTlsConfig;
@@ -56,6 +57,8 @@ pub struct Config {
     /// Register the local service in Consul or etcd (the `Registrar`).
     #[serde(default)]
     pub registration: Option<RegistrationConfig>,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.

@@ -62,6 +62,17 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     }
     v.mesh(config, &root);
     v.discovery(config, &root);
+    let route_names: Vec<String> = config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| route_name(i, r))
+        .collect();
+    v.errors.extend(crate::telemetry::validate(
+        &config.telemetry,
+        &route_names,
+        &root.field("telemetry"),
+    ));
     v.finish()
 }
 
@@ -436,6 +447,11 @@ impl Validator {
         }
         crate::resilience::check::upstream(u, path, &mut self.errors);
     }
+}
+
+/// The name a route is known by in logs and metrics: its own, or `route-<index>`.
+pub fn route_name(index: usize, r: &RouteConfig) -> String {
+    r.name.clone().unwrap_or_else(|| format!("route-{index}"))
 }
 
 fn one_line(s: &str) -> String {

@@ -1,6 +1,8 @@
 //! The admin listener: `GET /status` (version, uptime, config generation, listeners, last
-//! reload), `GET /health` (liveness and readiness) and `GET /upstreams[/{name}/health]`
-//! (endpoint health, circuit breakers). Read-only views of the published state.
+//! reload), `GET /health` (liveness and readiness), `GET /upstreams[/{name}/health]`
+//! (endpoint health, circuit breakers), `GET /mesh` (mesh identity), `GET /metrics`
+//! (Prometheus) and `GET /analytics/usage` (usage analytics as JSON or CSV). Read-only views of
+//! the published state.
 
 mod upstreams;
 
@@ -21,17 +23,21 @@ use serde_json::{Value, json};
 use crate::error::error_response;
 use crate::proxy::body::ProxyBody;
 use crate::server::request_id;
+use crate::telemetry::Telemetry;
+use crate::telemetry::analytics::{UsageFormat, UsageQuery};
+use crate::telemetry::metrics::exposition;
 
 pub struct AdminService {
     view: Arc<NodeView>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl AdminService {
-    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
-        Arc::new(Self { view })
+    pub fn new(view: Arc<NodeView>, telemetry: Arc<Telemetry>) -> Arc<Self> {
+        Arc::new(Self { view, telemetry })
     }
 
-    fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
         let request_id = request_id::take_or_generate(req.headers());
         let path = req.uri().path();
         let upstream = path
@@ -42,6 +48,8 @@ impl AdminService {
             (&Method::GET, "/status", _) => json_response(StatusCode::OK, self.status()),
             (&Method::GET, "/health", _) => self.health(),
             (&Method::GET, "/mesh", _) => json_response(StatusCode::OK, self.mesh()),
+            (&Method::GET, "/metrics", _) => self.metrics(&request_id),
+            (&Method::GET, "/analytics/usage", _) => self.usage(req, &request_id).await,
             (&Method::GET, "/upstreams", _) => {
                 json_response(StatusCode::OK, upstreams::all(&self.view.load()))
             }
@@ -49,13 +57,16 @@ impl AdminService {
                 Some(body) => json_response(StatusCode::OK, body),
                 None => error_response(StatusCode::NOT_FOUND, "no such upstream", &request_id),
             },
-            (_, "/status" | "/health" | "/upstreams" | "/mesh", _) | (_, _, Some(_)) => {
-                error_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method not allowed",
-                    &request_id,
-                )
-            }
+            (
+                _,
+                "/status" | "/health" | "/upstreams" | "/mesh" | "/metrics" | "/analytics/usage",
+                _,
+            )
+            | (_, _, Some(_)) => error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                &request_id,
+            ),
             _ => error_response(StatusCode::NOT_FOUND, "no such admin endpoint", &request_id),
         };
         response
@@ -113,6 +124,62 @@ impl AdminService {
         })
     }
 
+    fn metrics(&self, request_id: &HeaderValue) -> Response<ProxyBody> {
+        if !self.view.load().config.telemetry.metrics {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "metrics are disabled (telemetry.metrics.enabled)",
+                request_id,
+            );
+        }
+        let mut response = Response::new(ProxyBody::full(self.telemetry.scrape(&self.view)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(exposition::CONTENT_TYPE),
+        );
+        response
+    }
+
+    async fn usage(
+        &self,
+        req: &Request<Incoming>,
+        request_id: &HeaderValue,
+    ) -> Response<ProxyBody> {
+        if self.view.load().config.telemetry.analytics.is_none() {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "usage analytics are disabled (telemetry.analytics.enabled)",
+                request_id,
+            );
+        }
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok());
+        let (query, format) = match UsageQuery::parse(req.uri().query(), accept) {
+            Ok(parsed) => parsed,
+            Err(message) => {
+                return error_response(StatusCode::BAD_REQUEST, &message, request_id);
+            }
+        };
+        let Some(report) = self.telemetry.usage(query).await else {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "usage analytics are not running",
+                request_id,
+            );
+        };
+        let (body, content_type) = match format {
+            UsageFormat::Json => (report.to_json(), "application/json"),
+            UsageFormat::Csv => (report.to_csv(), "text/csv; charset=utf-8"),
+        };
+        let mut response = Response::new(ProxyBody::full(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    }
+
     fn health(&self) -> Response<ProxyBody> {
         if self.view.is_draining() {
             json_response(
@@ -141,11 +208,12 @@ impl ConnectionHandler for AdminService {
     fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let admin = Arc::new(AdminService {
             view: self.view.clone(),
+            telemetry: self.telemetry.clone(),
         });
         Box::pin(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                async move { Ok::<_, Infallible>(admin.handle(&req).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

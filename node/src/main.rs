@@ -67,10 +67,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         },
-        Command::Run { config } => {
-            init_logging(cli.log_format);
-            run(config)
-        }
+        Command::Run { config } => run(config, cli.log_format),
     }
 }
 
@@ -141,7 +138,7 @@ fn render_problems<'a>(
     )
 }
 
-fn run(config_path: Option<PathBuf>) -> ExitCode {
+fn run(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
     let compiled = match load_and_compile(config_path.as_deref()) {
         Ok(c) => c,
         Err(problems) => {
@@ -160,15 +157,26 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    runtime.block_on(serve(compiled, config_path))
+    runtime.block_on(async move {
+        // The OTLP exporter needs the runtime, so logging starts inside it.
+        if let Err(e) = init_logging(log_format, compiled.telemetry.tracing.as_ref()) {
+            eprintln!("meshgate: {e}; traces will not be exported");
+            let _ = init_logging(log_format, None);
+        }
+        let code = serve(compiled, config_path).await;
+        // Exporting the last spans blocks on the runtime's I/O: wait off the workers.
+        let _ = tokio::task::spawn_blocking(meshgate::telemetry::tracing::shutdown).await;
+        code
+    })
 }
 
 async fn serve(compiled: CompiledConfig, config_path: Option<PathBuf>) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     // Install signal handlers before binding so an early SIGTERM still drains.
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
     ) else {
         eprintln!("meshgate: cannot install signal handlers");
         return ExitCode::from(EXIT_FAILURE);
@@ -199,9 +207,13 @@ async fn serve(compiled: CompiledConfig, config_path: Option<PathBuf>) -> ExitCo
         "meshgate ready"
     );
     drop(snapshot);
-    let signal_name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let signal_name = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            // logrotate renamed the access log: write to a new file at the configured path.
+            _ = usr1.recv() => node.telemetry().reopen_access_log(),
+        }
     };
     tracing::info!(signal = signal_name, deadline = ?drain, "draining");
     let shutdown = node.shutdown(drain);

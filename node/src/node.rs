@@ -15,6 +15,7 @@ use ractor::{Actor, ActorCell, ActorRef};
 
 use crate::admin::AdminService;
 use crate::server::ProxyService;
+use crate::telemetry::Telemetry;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +43,12 @@ impl Node {
         config_path: Option<PathBuf>,
     ) -> Result<NodeHandle, StartError> {
         let view = NodeView::new(empty_snapshot()?);
+        let telemetry = Telemetry::new();
         let services = NodeServices {
             proxy: ProxyService::new(view.clone()),
-            admin: AdminService::new(view.clone()),
+            admin: AdminService::new(view.clone(), telemetry.clone()),
             ca: crate::mesh::ca_service::CaService::new(view.clone()),
+            extension: Some(telemetry.clone()),
         };
         let args = SupervisorArgs {
             config: Arc::new(config),
@@ -58,6 +61,7 @@ impl Node {
             .map_err(|e| StartError::Startup(startup_reason(&e)))?;
         Ok(NodeHandle {
             view,
+            telemetry,
             supervisor,
             join,
         })
@@ -83,12 +87,14 @@ fn empty_snapshot() -> Result<Snapshot, StartError> {
         mesh: None,
         ca_address: None,
         loaded_at: SystemTime::now(),
+        extension: None,
     })
 }
 
 /// Control of a running node.
 pub struct NodeHandle {
     view: Arc<NodeView>,
+    telemetry: Arc<Telemetry>,
     supervisor: ActorRef<SupervisorMsg>,
     join: ractor::concurrency::JoinHandle<()>,
 }
@@ -96,6 +102,11 @@ pub struct NodeHandle {
 impl NodeHandle {
     pub fn view(&self) -> &Arc<NodeView> {
         &self.view
+    }
+
+    /// Metrics, access logs and analytics of this node.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Where a proxy listener is bound (port 0 resolved).
@@ -190,6 +201,8 @@ impl NodeHandle {
             _ => 0,
         };
         let _ = self.join.await;
+        // The last requests' access-log lines are written before the node reports stopped.
+        self.telemetry.flush().await;
         cut
     }
 }

@@ -11,6 +11,7 @@ pub mod retry;
 pub mod upgrade;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -26,6 +27,7 @@ use meshgate_config::compile::{HashOn, HostPolicy, LoadBalancing, ProxySpec};
 use meshgate_config::model::UpstreamProtocol;
 use meshgate_config::resilience::UpstreamResilience;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use self::body::{Held, ProxyBody, UpstreamBody};
 use self::headers::ClientSide;
@@ -33,6 +35,8 @@ use self::pool::{Checkout, ConnLimits, ConnPool, Lease, PoolSettings};
 use self::retry::{RequestBody, TryFailure};
 use crate::error::{GatewayError, retry_after_value};
 use crate::server::ConnInfo;
+use crate::telemetry::UpstreamCall;
+use crate::telemetry::tracing as trace;
 
 /// Everything routing decided about one proxied request.
 pub struct ForwardRequest<'a> {
@@ -43,17 +47,34 @@ pub struct ForwardRequest<'a> {
     pub upstream: &'a Arc<UpstreamHandle>,
     pub conn: &'a ConnInfo,
     pub request_id: &'a HeaderValue,
+    /// The request's trace span (disabled when not traced): the upstream call is its child.
+    pub span: &'a tracing::Span,
+    /// Counts the bytes of a request body of unknown length as they are forwarded.
+    pub request_bytes: Option<&'a Arc<AtomicU64>>,
 }
 
-/// Proxy `req` and return the response to send to the client (an error response on failure).
-pub async fn forward(req: Request<Incoming>, f: ForwardRequest<'_>) -> Response<ProxyBody> {
-    match try_forward(req, &f).await {
+/// Proxy `req` and return the response to send to the client (an error response on failure),
+/// with what telemetry needs to know about the call.
+pub async fn forward(
+    req: Request<Incoming>,
+    f: ForwardRequest<'_>,
+) -> (Response<ProxyBody>, UpstreamCall) {
+    let span = trace::upstream_span(f.span, &f.upstream.name);
+    let mut call = UpstreamCall::default();
+    let started = Instant::now();
+    let result = try_forward(req, &f, &mut call, &span)
+        .instrument(span.clone())
+        .await;
+    call.elapsed = Some(started.elapsed());
+    let response = match result {
         Ok(response) => response,
         Err(e) => {
             tracing::debug!(upstream = %f.upstream.name, error = %e, "proxy error");
             e.to_response(f.request_id)
         }
-    }
+    };
+    trace::record_status(&span, response.status().as_u16());
+    (response, call)
 }
 
 /// A try that got response headers.
@@ -66,6 +87,8 @@ struct Tried {
 async fn try_forward(
     mut req: Request<Incoming>,
     f: &ForwardRequest<'_>,
+    call: &mut UpstreamCall,
+    span: &tracing::Span,
 ) -> Result<Response<ProxyBody>, GatewayError> {
     let deadline = Instant::now() + f.spec.timeout;
     let spec = f.upstream.load().spec.clone();
@@ -78,13 +101,22 @@ async fn try_forward(
     if upgrade::is_upgrade_request(&req) {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let (parts, _) = req.into_parts();
-        let head = UpstreamHead::new(parts, f, true)?;
-        return forward_upgrade(client_upgrade, head, f, &spec, hash_key).await;
+        let mut head = UpstreamHead::new(parts, f, true)?;
+        trace::inject(span, &mut head.headers);
+        return forward_upgrade(client_upgrade, head, f, &spec, hash_key, call).await;
     }
     let (parts, body) = req.into_parts();
-    let head = UpstreamHead::new(parts, f, false)?;
+    let mut head = UpstreamHead::new(parts, f, false)?;
+    trace::inject(span, &mut head.headers);
     let resend_possible = f.spec.retry.non_idempotent || head.method.is_idempotent();
-    let mut body = RequestBody::prepare(body, &f.spec.retry, resend_possible, deadline).await?;
+    let mut body = RequestBody::prepare(
+        body,
+        &f.spec.retry,
+        resend_possible,
+        deadline,
+        f.request_bytes,
+    )
+    .await?;
     let tries = Tries {
         f,
         spec: &spec,
@@ -92,7 +124,7 @@ async fn try_forward(
         hash_key,
         deadline,
     };
-    tries.run(&mut body, request_slot).await
+    tries.run(&mut body, request_slot, call).await
 }
 
 /// One request's tries against its upstream.
@@ -109,6 +141,7 @@ impl Tries<'_> {
         &self,
         body: &mut RequestBody,
         request_slot: Slot,
+        call: &mut UpstreamCall,
     ) -> Result<Response<ProxyBody>, GatewayError> {
         let retry = &self.f.spec.retry;
         let resilience = &self.spec.resilience;
@@ -143,6 +176,7 @@ impl Tries<'_> {
                 }
                 break;
             };
+            call.endpoint = Some(endpoint.address);
             let outcome = self
                 .try_with_deadline(&endpoint, &state.endpoints, body)
                 .await;
@@ -350,6 +384,7 @@ async fn forward_upgrade(
     f: &ForwardRequest<'_>,
     spec: &UpstreamSpec,
     hash_key: Option<u64>,
+    call: &mut UpstreamCall,
 ) -> Result<Response<ProxyBody>, GatewayError> {
     let resilience = &spec.resilience;
     let permit = match f.upstream.breaker.admit(resilience.breaker.as_ref()) {
@@ -365,6 +400,7 @@ async fn forward_upgrade(
         })
         .cloned()
         .ok_or_else(|| GatewayError::NoEndpoint(f.upstream.name.to_string()))?;
+    call.endpoint = Some(endpoint.address);
     let settings = pool_settings(spec, f.upstream);
     let pool: Arc<ConnPool> = endpoint
         .data_plane(|| {

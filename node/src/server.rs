@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use meshgate_actors::{AcceptedConnection, ConnectionHandler, NodeView};
 use meshgate_config::RouteAction;
+use tracing::Instrument;
 
 use self::context::RequestContext;
 use crate::error::GatewayError;
@@ -26,6 +27,7 @@ use crate::filters;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ForwardRequest};
 use crate::router;
+use crate::telemetry::{self, GenerationTelemetry, ObservedBody, RequestObservation};
 
 /// Largest request head hyper accepts before answering 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -41,6 +43,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Set on TLS connections.
     pub tls_info: Option<Arc<TlsInfo>>,
+    /// `TLSv1.3`, … once TLS termination exists (access log).
+    pub tls_version: Option<&'static str>,
 }
 
 /// The request pipeline shared by every proxy connection.
@@ -56,13 +60,25 @@ impl Gateway {
     /// Handle one request; always produces a response (errors become the standard JSON body).
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &Arc<ConnInfo>,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ObservedBody> {
         let mut ctx =
             RequestContext::new(request_id::take_or_generate(req.headers()), conn.clone());
+        ctx.observe = RequestObservation::begin(self.telemetry(), &mut req);
         let response = self.dispatch(req, &mut ctx).await;
-        finish(response, ctx)
+        let response = finish(response, &mut ctx);
+        telemetry::completion::complete(response, ctx)
+    }
+
+    /// The serving generation's telemetry handles, when it records anything.
+    fn telemetry(&self) -> Option<Arc<GenerationTelemetry>> {
+        let snapshot = self.view.load();
+        let extension = snapshot.extension.as_ref()?;
+        if !extension.downcast_ref::<GenerationTelemetry>()?.is_active() {
+            return None;
+        }
+        extension.clone().downcast().ok()
     }
 
     async fn dispatch(
@@ -82,7 +98,9 @@ impl Gateway {
                 );
             }
         };
+        let routing = telemetry::tracing::routing_span(&ctx.observe.span);
         let (matched, upstream) = {
+            let _routing = routing.enter();
             let snapshot = self.view.load();
             if let Err((status, message)) = crate::mesh::authorize(&snapshot, &ctx.conn) {
                 return crate::error::error_response(status, &message, &ctx.request_id);
@@ -97,11 +115,17 @@ impl Gateway {
                 RouteAction::Proxy(spec) => snapshot.upstreams.get(spec.upstream).cloned(),
                 RouteAction::Respond(_) => None,
             };
+            ctx.observe.route_matched(&snapshot, &matched.route);
             (matched, upstream)
         };
+        drop(routing);
         ctx.route = Some(matched.route.clone());
         ctx.params = matched.params.clone();
-        if let Err(response) = filters::before_action(ctx, &mut req).await {
+        let filtering = telemetry::tracing::filters_span(&ctx.observe.span);
+        if let Err(response) = filters::before_action(ctx, &mut req)
+            .instrument(filtering)
+            .await
+        {
             return response;
         }
         match &matched.route.action {
@@ -110,7 +134,7 @@ impl Gateway {
             }
             RouteAction::Proxy(spec) => match upstream {
                 Some(upstream) => {
-                    proxy::forward(
+                    let (response, call) = proxy::forward(
                         req,
                         ForwardRequest {
                             spec,
@@ -119,9 +143,13 @@ impl Gateway {
                             upstream: &upstream,
                             conn: &ctx.conn,
                             request_id: &ctx.request_id,
+                            span: &ctx.observe.span,
+                            request_bytes: ctx.observe.request_body_counter(),
                         },
                     )
-                    .await
+                    .await;
+                    ctx.observe.upstream = call;
+                    response
                 }
                 None => GatewayError::NoEndpoint(spec.upstream_name.to_string())
                     .to_response(&ctx.request_id),
@@ -131,14 +159,14 @@ impl Gateway {
 }
 
 /// The last step of every request: the request id and the filters' headers go on the response.
-fn finish(mut response: Response<ProxyBody>, ctx: RequestContext) -> Response<ProxyBody> {
+fn finish(mut response: Response<ProxyBody>, ctx: &mut RequestContext) -> Response<ProxyBody> {
     let headers = response.headers_mut();
-    headers.insert(request_id::HEADER, ctx.request_id);
+    headers.insert(request_id::HEADER, ctx.request_id.clone());
     if let Some(hsts) = ctx.conn.tls_info.as_ref().and_then(|t| t.hsts.as_ref()) {
         headers.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     let mut current = None;
-    for (name, value) in ctx.response_headers {
+    for (name, value) in std::mem::take(&mut ctx.response_headers) {
         // The map yields a name once, then `None` for each further value of it.
         if let Some(name) = name {
             headers.remove(&name);
@@ -169,13 +197,21 @@ impl ProxyService {
 impl ConnectionHandler for ProxyService {
     fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let gateway = self.gateway.clone();
-        let (settings, tls) = {
+        let (settings, tls, counted) = {
             let snapshot = self.view.load();
             let settings = HttpSettings {
                 http2: snapshot.listener_http2(&conn.listener),
                 header_read_timeout: snapshot.config.server.header_read_timeout,
             };
-            (settings, snapshot.listener_tls(&conn.listener).cloned())
+            let counted = snapshot
+                .extension::<GenerationTelemetry>()
+                .and_then(|t| t.listener(&conn.listener))
+                .map(|l| l.open());
+            (
+                settings,
+                snapshot.listener_tls(&conn.listener).cloned(),
+                counted,
+            )
         };
         Box::pin(async move {
             match tls {
@@ -186,12 +222,14 @@ impl ConnectionHandler for ProxyService {
                         listener: conn.listener.clone(),
                         tls: false,
                         tls_info: None,
+                        tls_version: None,
                     });
                     let io = TokioIo::new(conn.stream);
                     serve_http(gateway, io, info, settings, &conn.graceful, &conn.force).await;
                 }
                 Some(tls) => serve_tls(gateway, conn, tls, settings).await,
             }
+            drop(counted);
         })
     }
 }
@@ -273,6 +311,7 @@ async fn serve_tls(
         local: conn.local,
         listener: conn.listener.clone(),
         tls: true,
+        tls_version: Some(tls_info.version),
         tls_info: Some(Arc::new(tls_info)),
     });
     serve_http(

@@ -261,3 +261,27 @@ pub async fn run_cli(args: &[&str]) -> (ExitStatus, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// How often [`eventually`] checks again.
+const RECHECK: Duration = Duration::from_millis(10);
+
+/// Check until `check` returns `Some` (bounded by [`PATIENCE`]), for effects a test cannot
+/// await: a node records a request when the server drops its response body, which may happen
+/// just after the client has read the last byte.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(RECHECK).await;
+    }
+}

@@ -9,8 +9,11 @@ pub mod consul_double;
 pub mod dns_server;
 pub mod etcd_server;
 pub mod harness;
+pub mod net;
+pub mod otlp_receiver;
+pub mod prometheus;
 pub mod tls;
 
 pub use backends::Backend;
 pub use client::{BOTH, Proto, TestClient, TestResponse};
-pub use harness::{NodeProcess, TestNode};
+pub use harness::{NodeProcess, TestNode, eventually};

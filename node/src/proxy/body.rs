@@ -3,6 +3,8 @@
 //! Nothing is buffered whole.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -22,6 +24,8 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// Streamed from the peer as it arrives.
     Incoming(Incoming),
+    /// A client body of unknown length, streamed upstream while its bytes are counted.
+    Counted(Incoming, Arc<AtomicU64>),
     /// An upstream response; holds the connection until the last frame.
     Upstream(UpstreamBody),
 }
@@ -55,6 +59,15 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Counted(body, seen) => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    seen.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                polled.map_err(Into::into)
+            }
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -63,7 +76,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(data) => data.is_none(),
-            ProxyBody::Incoming(body) => body.is_end_stream(),
+            ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.is_end_stream(),
             ProxyBody::Upstream(body) => body.inner.is_end_stream(),
         }
     }
@@ -74,7 +87,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            ProxyBody::Incoming(body) => body.size_hint(),
+            ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.size_hint(),
             ProxyBody::Upstream(body) => body.inner.size_hint(),
         }
     }

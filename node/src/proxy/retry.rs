@@ -35,6 +35,7 @@ impl RequestBody {
         retry: &RetrySpec,
         resend_possible: bool,
         deadline: Instant,
+        count: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
     ) -> Result<Self, GatewayError> {
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
@@ -44,7 +45,12 @@ impl RequestBody {
             .upper()
             .is_some_and(|n| n <= retry.max_body);
         if retry.attempts == 0 || !resend_possible || !small {
-            return Ok(RequestBody::Stream(Some(ProxyBody::Incoming(body))));
+            // A body of unknown length is counted as it streams (access log, metrics).
+            let streamed = match count {
+                Some(counter) => ProxyBody::Counted(body, counter.clone()),
+                None => ProxyBody::Incoming(body),
+            };
+            return Ok(RequestBody::Stream(Some(streamed)));
         }
         let limit = usize::try_from(retry.max_body).unwrap_or(usize::MAX);
         let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect())

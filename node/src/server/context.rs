@@ -9,6 +9,7 @@ use meshgate_config::CompiledRoute;
 use tokio::time::Instant;
 
 use super::ConnInfo;
+use crate::telemetry::RequestObservation;
 
 /// Per-request state. Filters may read everything and add response headers.
 #[derive(Debug)]
@@ -24,6 +25,10 @@ pub struct RequestContext {
     pub params: Vec<(Arc<str>, String)>,
     /// Headers filters want on the response (rate-limit counters, deprecation notices, …).
     pub response_headers: HeaderMap,
+    /// Who the request is from, once authentication knows (access log, usage analytics).
+    pub consumer: Option<Arc<str>>,
+    /// Telemetry's notes: route metric handle, upstream timing, trace span.
+    pub observe: RequestObservation,
 }
 
 impl RequestContext {
@@ -36,6 +41,8 @@ impl RequestContext {
             route: None,
             params: Vec::new(),
             response_headers: HeaderMap::new(),
+            consumer: None,
+            observe: RequestObservation::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 mod balancing;
 mod cli;
 mod lifecycle;
+mod observability;
 mod proxying;
 mod routing;
 mod streaming;

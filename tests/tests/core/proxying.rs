@@ -81,11 +81,8 @@ async fn forwarding_headers_request_id_and_hop_by_hop() {
 
 #[tokio::test]
 async fn upstream_failures_map_to_502_504_503() {
-    // A port with nothing listening: bind, note it, close.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let refusing = support::net::RefusingPort::new();
+    let dead = refusing.addr;
     let slow = Backend::start("slow").await;
     let yaml = format!(
         r#"

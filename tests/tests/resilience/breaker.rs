@@ -154,10 +154,8 @@ async fn wait_for_status(c: &support::TestClient, status: u16) -> usize {
 
 #[tokio::test]
 async fn an_open_circuit_serves_the_fallback() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let refusing = support::net::RefusingPort::new();
+    let dead = refusing.addr;
     let fallback = r#"    fallback: { status: 200, headers: { content-type: application/json }, body: '{"items":[]}' }"#;
     let node = TestNode::start(&config(dead, fallback)).await;
     for proto in support::BOTH {

@@ -8,10 +8,8 @@ use crate::{await_state, endpoint_json, in_rotation, upstream};
 
 #[tokio::test]
 async fn ejections_grow_and_expire() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let refusing = support::net::RefusingPort::new();
+    let dead = refusing.addr;
     let good = Backend::start("good").await;
     let yaml = format!(
         r#"
@@ -68,14 +66,8 @@ upstreams:
 
 #[tokio::test]
 async fn at_most_max_ejection_percent_is_ejected() {
-    let dead: Vec<_> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        })
-        .collect();
+    let refusing: Vec<_> = (0..2).map(|_| support::net::RefusingPort::new()).collect();
+    let dead: Vec<_> = refusing.iter().map(|r| r.addr).collect();
     let good = Backend::start("good").await;
     let yaml = format!(
         r#"
@@ -112,10 +104,8 @@ upstreams:
 
 #[tokio::test]
 async fn the_last_available_endpoint_is_never_ejected() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let refusing = support::net::RefusingPort::new();
+    let dead = refusing.addr;
     let yaml = format!(
         r#"
 listeners:

@@ -93,10 +93,8 @@ async fn post(c: &support::TestClient, path: &str, body: &'static str) -> suppor
 
 #[tokio::test]
 async fn connect_failures_are_retried_even_for_post() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let refusing = support::net::RefusingPort::new();
+    let dead = refusing.addr;
     let good = Backend::start("good").await;
     let routes = r#"
   - match: { paths: ["/*"] }
