@@ -220,6 +220,10 @@ pub struct UpstreamSpec {
     pub discovery: Option<crate::model::UpstreamDiscoveryConfig>,
     pub subset: Option<crate::model::SubsetConfig>,
     pub prefer_zone: bool,
+    /// This node's zone (`discovery.zone`) when `prefer_zone` is on: endpoints whose `zone`
+    /// metadata equals it are preferred. Carried here so a reload that moves the node to
+    /// another zone counts as a change of the upstream.
+    pub local_zone: Option<Arc<str>>,
     pub load_balancing: LoadBalancing,
     pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
@@ -252,7 +256,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
     let upstreams: Vec<Arc<UpstreamSpec>> = config
         .upstreams
         .iter()
-        .map(|u| Arc::new(compile_upstream(u)))
+        .map(|u| Arc::new(compile_upstream(u, config.discovery.zone.as_deref())))
         .collect();
     let upstream_index: HashMap<&str, usize> = upstreams
         .iter()
@@ -355,7 +359,7 @@ fn dedupe(errors: &mut Vec<ConfigError>) {
     errors.retain(|e| seen.insert(e.to_string()));
 }
 
-fn compile_upstream(u: &UpstreamConfig) -> UpstreamSpec {
+fn compile_upstream(u: &UpstreamConfig, zone: Option<&str>) -> UpstreamSpec {
     let targets = u
         .targets
         .iter()
@@ -388,6 +392,7 @@ fn compile_upstream(u: &UpstreamConfig) -> UpstreamSpec {
         discovery: u.discovery.clone(),
         subset: u.subset.clone(),
         prefer_zone: u.prefer_zone,
+        local_zone: zone.filter(|_| u.prefer_zone).map(Arc::from),
         load_balancing,
         protocol: u.protocol,
         connect_timeout: u.connect_timeout.get(),
