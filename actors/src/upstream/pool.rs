@@ -7,6 +7,8 @@
 
 mod discovered;
 mod rotation;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

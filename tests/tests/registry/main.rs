@@ -7,6 +7,7 @@
 mod consul;
 mod dns;
 mod etcd;
+mod lifecycle;
 mod registrar;
 mod selection;
 
