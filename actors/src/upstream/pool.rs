@@ -319,8 +319,8 @@ impl UpstreamPoolState {
     /// A complete, fresh set from discovery: it replaces the endpoints and clears "stale".
     fn discovered(&mut self, set: EndpointSet) {
         if let Some(stale) = self.stale.take() {
-            let for_ = stale.since.elapsed().unwrap_or_default();
-            tracing::info!(upstream = %self.spec.name, stale_for = ?for_, "discovery answers again; endpoints are fresh");
+            let stale_for = stale.since.elapsed().unwrap_or_default();
+            tracing::info!(upstream = %self.spec.name, ?stale_for, "discovery answers again; endpoints are fresh");
         }
         if set.is_empty() {
             tracing::warn!(upstream = %self.spec.name, "discovery reports no instance: the upstream has no endpoint");
