@@ -12,7 +12,7 @@ use meshgate_config::model::discovery::{DnsRecordType, UpstreamDiscoveryConfig};
 use meshgate_discovery::{
     AnySource, Backoff, ConsulClient, ConsulConfig, ConsulWatch, ConsulWatchConfig, DiscoveryError,
     DnsQuery, DnsWatch, DnsWatchConfig, EndpointSet, EtcdConfig, EtcdWatch, EtcdWatchConfig,
-    SourceEvent, drive_source,
+    RateLimit, SourceEvent, drive_source,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -114,6 +114,10 @@ fn build_source(
                 datacenter: conn.datacenter.clone(),
                 passing_only: c.passing_only,
                 wait: conn.wait.get(),
+                rate_limit: RateLimit {
+                    burst: conn.rate_limit.burst,
+                    interval: conn.rate_limit.interval.get(),
+                },
                 ..ConsulWatchConfig::new(c.service.clone())
             };
             Ok(AnySource::from(ConsulWatch::new(client, watch)?))

@@ -21,6 +21,7 @@ use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
 use crate::snapshot::{BoundListener, NodeView, Snapshot, SnapshotExtension};
 use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
 
+mod discovery;
 mod mesh;
 
 pub use mesh::CA_LISTENER;
@@ -64,6 +65,7 @@ pub enum ChildKey {
     CaListener,
     Registrar,
     HealthChecker(Arc<str>),
+    DiscoveryWatcher(Arc<str>),
 }
 
 #[derive(Debug)]
@@ -97,6 +99,8 @@ pub struct SupervisorState {
     backoff: HashMap<ChildKey, Backoff>,
     shutting_down: bool,
     mesh: Option<mesh::MeshState>,
+    /// The discovery source of every upstream that has a watcher (running or restarting).
+    watched: HashMap<Arc<str>, discovery::WatchedSource>,
 }
 
 #[derive(Default)]
@@ -126,6 +130,7 @@ impl Actor for Supervisor {
             backoff: HashMap::new(),
             shutting_down: false,
             mesh: None,
+            watched: HashMap::new(),
         };
         state
             .apply(&myself, args.config)
@@ -319,15 +324,21 @@ impl SupervisorState {
                     .cloned();
                 match (spec, self.upstreams.get(name).cloned()) {
                     (Some(spec), Some(handle)) => {
-                        self.spawn_child::<UpstreamPool, _>(myself, key.clone(), || {
-                            UpstreamPoolArgs { handle, spec }
-                        })
-                        .await
-                        .map(|_| ())
+                        let started = self
+                            .spawn_child::<UpstreamPool, _>(myself, key.clone(), || {
+                                UpstreamPoolArgs { handle, spec }
+                            })
+                            .await
+                            .map(|_| ());
+                        if started.is_ok() {
+                            self.restart_discovery_watcher(myself, name).await;
+                        }
+                        started
                     }
                     _ => Ok(()),
                 }
             }
+            ChildKey::DiscoveryWatcher(name) => self.start_discovery_watcher(myself, name).await,
             ChildKey::HealthChecker(name) => {
                 let spec = self
                     .config
@@ -427,18 +438,21 @@ impl SupervisorState {
             new_admin = Some((address, runtime));
         }
 
-        // 2. Upstream pools: new ones resolve their targets before the snapshot names them.
+        // 2. Upstream pools: new ones resolve their targets (or hear from discovery, within
+        //    a bound) before the snapshot names them.
         let mut handles = Vec::with_capacity(config.upstreams.len());
+        let mut first_answers = Vec::new();
         for (spec, tls) in config.upstreams.iter().zip(upstream_tls) {
             let key = ChildKey::UpstreamPool(spec.name.clone());
-            match self.upstreams.get(&spec.name) {
+            match self.upstreams.get(&spec.name).cloned() {
                 Some(handle) => {
+                    self.stop_changed_watcher(spec, &config.discovery);
                     let changed = *handle.load().spec != **spec;
                     if changed && let Some(cell) = self.cells.get(&key) {
                         let pool: ActorRef<UpstreamPoolMsg> = cell.clone().into();
                         let _ = pool.cast(UpstreamPoolMsg::UpdateSpec(spec.clone()));
                     }
-                    handles.push(handle.clone());
+                    handles.push(handle);
                 }
                 None => {
                     let handle = Arc::new(UpstreamHandle::new(spec.clone()));
@@ -459,7 +473,12 @@ impl SupervisorState {
             self.reconcile_health_checker(myself, spec)
                 .await
                 .map_err(|e| format!("upstreams.{}.health_check: {e}", spec.name))?;
+            first_answers.extend(
+                self.ensure_discovery_watcher(myself, spec, &config.discovery)
+                    .await,
+            );
         }
+        discovery::await_first_answers(first_answers).await;
 
         // 3. Listeners: start the new ones.
         let mut retired = Vec::new();
@@ -542,6 +561,7 @@ impl SupervisorState {
             .cloned()
             .collect();
         for name in gone {
+            self.stop_discovery_watcher(&name);
             self.stop_child(&ChildKey::HealthChecker(name.clone()));
             self.stop_child(&ChildKey::UpstreamPool(name.clone()));
             self.upstreams.remove(&name);

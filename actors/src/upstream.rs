@@ -9,6 +9,8 @@ pub mod limits;
 pub mod pool;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption, Guard};
 use meshgate_config::UpstreamSpec;
@@ -17,7 +19,7 @@ use tokio::sync::watch;
 
 pub use balance::{Balancer, PickContext, stable_hash};
 pub use breaker::{Admission, BreakerPermit, BreakerState, CircuitBreaker, Trip};
-pub use endpoint::{Endpoint, EndpointHealth, InFlight};
+pub use endpoint::{Endpoint, EndpointHealth, EndpointLabels, InFlight};
 pub use limits::{ConcurrencyLimits, LimitKind, Slot};
 pub use pool::{UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
 
@@ -36,6 +38,9 @@ pub struct UpstreamHandle {
     published: watch::Sender<u64>,
     /// TLS to this upstream's endpoints (re-encryption or mesh mTLS), set on every apply.
     tls: ArcSwapOption<crate::tls::UpstreamTls>,
+    /// Names the discovery watcher whose events the pool accepts; bumped whenever one is
+    /// started or stopped, so a replaced watcher's late events are ignored.
+    discovery_epoch: AtomicU64,
 }
 
 impl UpstreamHandle {
@@ -48,6 +53,7 @@ impl UpstreamHandle {
             pool: ArcSwapOption::empty(),
             published: watch::Sender::new(0),
             tls: ArcSwapOption::empty(),
+            discovery_epoch: AtomicU64::new(0),
         }
     }
 
@@ -83,6 +89,16 @@ impl UpstreamHandle {
         }
     }
 
+    /// The epoch of the discovery watcher currently in charge.
+    pub fn discovery_epoch(&self) -> u64 {
+        self.discovery_epoch.load(Ordering::Acquire)
+    }
+
+    /// Start a new discovery epoch: from now on only events tagged with it are applied.
+    pub(crate) fn next_discovery_epoch(&self) -> u64 {
+        self.discovery_epoch.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     pub(crate) fn attach_pool(&self, pool: Option<ActorRef<UpstreamPoolMsg>>) {
         self.pool.store(pool.map(Arc::new));
     }
@@ -111,6 +127,15 @@ pub struct UpstreamState {
     pub version: u64,
     /// Target names that did not resolve at the last attempt (shown by the admin API).
     pub unresolved: Vec<String>,
+    /// Discovery cannot reach its backend (or waits for a new source's first answer):
+    /// `endpoints` are the last known ones. A gauge for metrics.
+    pub stale: bool,
+    /// When the upstream became stale (the first failure in a row).
+    pub stale_since: Option<SystemTime>,
+    /// The backend's last error while stale.
+    pub stale_reason: Option<Arc<str>>,
+    /// `prefer_zone`: the rotation holds only available endpoints of this node's zone.
+    pub zone_local: bool,
 }
 
 impl UpstreamState {
@@ -123,6 +148,10 @@ impl UpstreamState {
             panic: false,
             version: 0,
             unresolved: Vec::new(),
+            stale: false,
+            stale_since: None,
+            stale_reason: None,
+            zone_local: false,
         }
     }
 

@@ -224,6 +224,10 @@ pub struct UpstreamSpec {
     pub prefer_zone: bool,
     pub tls: Option<crate::model::tls::UpstreamTlsConfig>,
     pub mesh: Option<crate::model::tls::UpstreamMeshConfig>,
+    /// This node's zone (`discovery.zone`) when `prefer_zone` is on: endpoints whose `zone`
+    /// metadata equals it are preferred. Carried here so a reload that moves the node to
+    /// another zone counts as a change of the upstream.
+    pub local_zone: Option<Arc<str>>,
     pub load_balancing: LoadBalancing,
     pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
@@ -256,7 +260,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
     let upstreams: Vec<Arc<UpstreamSpec>> = config
         .upstreams
         .iter()
-        .map(|u| Arc::new(compile_upstream(u)))
+        .map(|u| Arc::new(compile_upstream(u, config.discovery.zone.as_deref())))
         .collect();
     let upstream_index: HashMap<&str, usize> = upstreams
         .iter()
@@ -360,7 +364,7 @@ fn dedupe(errors: &mut Vec<ConfigError>) {
     errors.retain(|e| seen.insert(e.to_string()));
 }
 
-fn compile_upstream(u: &UpstreamConfig) -> UpstreamSpec {
+fn compile_upstream(u: &UpstreamConfig, zone: Option<&str>) -> UpstreamSpec {
     let targets = u
         .targets
         .iter()
@@ -395,6 +399,7 @@ fn compile_upstream(u: &UpstreamConfig) -> UpstreamSpec {
         prefer_zone: u.prefer_zone,
         tls: u.tls.clone(),
         mesh: u.mesh.clone(),
+        local_zone: zone.filter(|_| u.prefer_zone).map(Arc::from),
         load_balancing,
         protocol: u.protocol,
         connect_timeout: u.connect_timeout.get(),

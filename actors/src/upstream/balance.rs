@@ -78,10 +78,10 @@ impl Balancer {
                 schedule.get(i % schedule.len().max(1)).map(|&e| e as usize)
             }
             Balancer::LeastRequests => Some(p2c(endpoints, |e| {
-                f64::from(e.stats.in_flight()) / f64::from(e.weight)
+                f64::from(e.stats.in_flight()) / f64::from(e.weight())
             })),
             Balancer::PeakEwma => Some(p2c(endpoints, |e| {
-                e.stats.ewma_cost() / f64::from(e.weight)
+                e.stats.ewma_cost() / f64::from(e.weight())
             })),
             Balancer::ConsistentHash { ring } => match ctx.hash_key {
                 Some(key) => ring_lookup(ring, key),
@@ -120,11 +120,11 @@ fn p2c(endpoints: &[Arc<Endpoint>], cost: impl Fn(&Endpoint) -> f64) -> usize {
 /// nginx's smooth weighted round robin, unrolled into one period (scaled down when the
 /// weights sum past [`MAX_SCHEDULE`]).
 fn smooth_wrr_schedule(endpoints: &[Arc<Endpoint>]) -> Vec<u32> {
-    let total: u64 = endpoints.iter().map(|e| u64::from(e.weight)).sum();
+    let total: u64 = endpoints.iter().map(|e| u64::from(e.weight())).sum();
     let scale = total.div_ceil(MAX_SCHEDULE).max(1);
     let weights: Vec<i64> = endpoints
         .iter()
-        .map(|e| (u64::from(e.weight) / scale).max(1) as i64)
+        .map(|e| (u64::from(e.weight()) / scale).max(1) as i64)
         .collect();
     let sum: i64 = weights.iter().sum();
     let mut current = vec![0i64; weights.len()];
@@ -152,12 +152,12 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 fn hash_ring(endpoints: &[Arc<Endpoint>]) -> Vec<(u64, u32)> {
     let total: u64 = endpoints
         .iter()
-        .map(|e| u64::from(e.weight) * u64::from(VNODES_PER_WEIGHT))
+        .map(|e| u64::from(e.weight()) * u64::from(VNODES_PER_WEIGHT))
         .sum();
     let scale = total.div_ceil(MAX_RING as u64).max(1);
     let mut ring = Vec::new();
     for (i, e) in endpoints.iter().enumerate() {
-        let vnodes = (u64::from(e.weight) * u64::from(VNODES_PER_WEIGHT) / scale).max(1);
+        let vnodes = (u64::from(e.weight()) * u64::from(VNODES_PER_WEIGHT) / scale).max(1);
         for v in 0..vnodes {
             let point = stable_hash(format!("{}-{v}", e.address).as_bytes());
             ring.push((point, i as u32));

@@ -1,13 +1,16 @@
 //! One resolved backend address and the per-endpoint atomics the data plane updates inline
-//! (in-flight count, peak-EWMA latency, consecutive failures) beside the health the control
-//! plane decides (probe verdict, ejection). No locks: readers and writers race benignly.
+//! (in-flight count, peak-EWMA latency, consecutive failures) beside what the control plane
+//! decides (probe verdict, ejection, the weight and labels discovery reports). No locks:
+//! readers and writers race benignly.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Guard};
 use http::HeaderValue;
 
 use crate::clock;
@@ -18,12 +21,17 @@ pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 pub const EWMA_DECAY: Duration = Duration::from_secs(10);
 
 /// A backend endpoint. Kept (same `Arc`) across snapshot republishes while its address stays,
-/// so its connection pool and statistics survive reloads and health changes.
+/// so its connection pool and statistics survive reloads, health changes and discovery
+/// updates; a discovered endpoint's weight and labels are updated in place.
 pub struct Endpoint {
     pub address: SocketAddr,
-    pub weight: u32,
-    /// `host:port` as configured, for `preserve_host: false`.
+    /// Relative share of traffic (≥ 1); read by the balancers.
+    weight: AtomicU32,
+    /// `host:port` as configured, for `preserve_host: false` (a discovered endpoint's is its
+    /// `IP:port`).
     pub host_header: HeaderValue,
+    /// What discovery reported about the instance; empty for static targets.
+    labels: ArcSwap<EndpointLabels>,
     pub stats: EndpointStats,
     pub health: EndpointHealth,
     /// The data plane's per-endpoint state (its connection pool), created on first use.
@@ -34,7 +42,7 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("address", &self.address)
-            .field("weight", &self.weight)
+            .field("weight", &self.weight())
             .field("in_flight", &self.stats.in_flight())
             .field("health", &self.health)
             .finish()
@@ -48,11 +56,37 @@ impl Endpoint {
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
             address,
-            weight: weight.max(1),
+            weight: AtomicU32::new(weight.max(1)),
             host_header,
+            labels: ArcSwap::from_pointee(EndpointLabels::default()),
             stats: EndpointStats::default(),
             health: EndpointHealth::default(),
             data_plane: OnceLock::new(),
+        }
+    }
+
+    /// An endpoint found by discovery: its Host is its `IP:port`.
+    pub fn discovered(address: SocketAddr, weight: u32, labels: EndpointLabels) -> Self {
+        let endpoint = Self::new(address, weight, &address.to_string());
+        endpoint.labels.store(Arc::new(labels));
+        endpoint
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Tags, metadata and instance id from discovery (empty for static targets).
+    pub fn labels(&self) -> Guard<Arc<EndpointLabels>> {
+        self.labels.load()
+    }
+
+    /// Discovery reported new attributes for this address (the `UpstreamPool` only; it
+    /// republishes so the balancer is rebuilt with the new weight).
+    pub(crate) fn update(&self, weight: u32, labels: EndpointLabels) {
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+        if **self.labels.load() != labels {
+            self.labels.store(Arc::new(labels));
         }
     }
 
@@ -76,6 +110,25 @@ impl Endpoint {
     /// The data plane's state if it was created.
     pub fn data_plane_if_created<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.data_plane.get()?.downcast_ref::<T>()
+    }
+}
+
+/// What a registry says about an instance beyond its address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointLabels {
+    /// The registry's name for the instance (Consul service ID, etcd key, SRV target).
+    pub id: Option<String>,
+    pub tags: Vec<String>,
+    /// Free-form labels such as `version` or `zone`.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl EndpointLabels {
+    /// The metadata key that names an instance's zone (`prefer_zone`).
+    pub const ZONE: &'static str = "zone";
+
+    pub fn zone(&self) -> Option<&str> {
+        self.metadata.get(Self::ZONE).map(String::as_str)
     }
 }
 

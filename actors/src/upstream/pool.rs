@@ -1,18 +1,27 @@
 //! The `UpstreamPool` actor: owns one upstream's endpoint set and its health view. It resolves
-//! targets, takes verdicts from the `HealthChecker` (probes) and from the data plane (an
-//! endpoint that crossed the outlier threshold), ejects and re-admits endpoints, and publishes
-//! a fresh [`UpstreamState`] whenever the set, the rotation or the settings change.
+//! static targets or takes the endpoint sets its `DiscoveryWatcher` sends (keeping the last
+//! known ones, marked stale, while discovery fails), takes verdicts from the `HealthChecker`
+//! (probes) and from the data plane (an endpoint that crossed the outlier threshold), ejects
+//! and re-admits endpoints, and publishes a fresh [`UpstreamState`] whenever the set, the
+//! rotation or the settings change.
+
+mod discovered;
+mod rotation;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use meshgate_config::{TargetSpec, UpstreamSpec};
+use meshgate_discovery::EndpointSet;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::{Balancer, Endpoint, Trip, UpstreamHandle, UpstreamState};
 use crate::clock;
+use rotation::rotation;
 
 /// How long one DNS lookup of a target may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,7 +51,23 @@ pub enum UpstreamPoolMsg {
     Uneject { address: SocketAddr, stamp: u64 },
     /// The circuit breaker opened (for the log; the state itself lives in atomics).
     BreakerOpened(Trip),
+    /// The discovery watcher of `epoch` reports the complete current set (possibly empty:
+    /// the service has no instance).
+    Discovered { epoch: u64, set: EndpointSet },
+    /// The discovery watcher of `epoch` cannot reach its backend: keep the endpoints, mark
+    /// them stale.
+    DiscoveryStale { epoch: u64, reason: String },
 }
+
+/// Why the endpoints may be out of date, and since when.
+#[derive(Debug, Clone)]
+struct Staleness {
+    since: SystemTime,
+    reason: Arc<str>,
+}
+
+/// Stale reason while a new discovery source has not answered yet.
+const AWAITING_NEW_SOURCE: &str = "waiting for the first answer of the new discovery source";
 
 pub struct UpstreamPoolState {
     handle: Arc<UpstreamHandle>,
@@ -52,6 +77,11 @@ pub struct UpstreamPoolState {
     resolved: HashMap<String, Vec<SocketAddr>>,
     unresolved: Vec<String>,
     reresolve: Option<ractor::concurrency::JoinHandle<()>>,
+    /// The last complete set from discovery, before the subset filter (`None` until the
+    /// watcher's first answer, and for static upstreams).
+    discovered: Option<EndpointSet>,
+    /// Set while discovery fails; the endpoints are the last known ones.
+    stale: Option<Staleness>,
 }
 
 impl Actor for UpstreamPool {
@@ -65,6 +95,12 @@ impl Actor for UpstreamPool {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let current = args.handle.load();
+        // A restarted pool keeps what its predecessor published: the supervisor restarts the
+        // discovery watcher with it, whose first answer is the full current set.
+        let stale = current
+            .stale_since
+            .zip(current.stale_reason.clone())
+            .map(|(since, reason)| Staleness { since, reason });
         let mut state = UpstreamPoolState {
             version: current.version,
             handle: args.handle.clone(),
@@ -72,6 +108,8 @@ impl Actor for UpstreamPool {
             resolved: HashMap::new(),
             unresolved: Vec::new(),
             reresolve: None,
+            discovered: None,
+            stale,
         };
         drop(current);
         state.refresh().await;
@@ -90,6 +128,9 @@ impl Actor for UpstreamPool {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             UpstreamPoolMsg::UpdateSpec(spec) => {
+                if spec.discovery != state.spec.discovery {
+                    state.source_changed(spec.discovery.is_some());
+                }
                 state.spec = spec;
                 state.forget_disabled_verdicts();
                 state.refresh().await;
@@ -104,6 +145,14 @@ impl Actor for UpstreamPool {
             UpstreamPoolMsg::BreakerOpened(trip) => {
                 tracing::warn!(upstream = %state.spec.name, ?trip, "circuit breaker opened: requests fail fast");
             }
+            UpstreamPoolMsg::Discovered { epoch, set } if state.accepts(epoch) => {
+                state.discovered(set);
+            }
+            UpstreamPoolMsg::DiscoveryStale { epoch, reason } if state.accepts(epoch) => {
+                state.discovery_failed(reason);
+            }
+            // A replaced watcher's late words.
+            UpstreamPoolMsg::Discovered { .. } | UpstreamPoolMsg::DiscoveryStale { .. } => {}
         }
         Ok(())
     }
@@ -251,8 +300,73 @@ impl UpstreamPoolState {
         }
     }
 
-    /// Resolve every target and publish the resulting endpoint set.
+    /// Whether an event of the discovery watcher of `epoch` is to be applied.
+    fn accepts(&self, epoch: u64) -> bool {
+        self.spec.discovery.is_some() && epoch == self.handle.discovery_epoch()
+    }
+
+    /// The endpoints' source changed in a reload. To discovery: keep serving the current
+    /// endpoints, marked stale, until the new source answers. To static targets: forget
+    /// discovery.
+    fn source_changed(&mut self, discovered: bool) {
+        self.discovered = None;
+        self.stale = discovered.then(|| Staleness {
+            since: SystemTime::now(),
+            reason: AWAITING_NEW_SOURCE.into(),
+        });
+    }
+
+    /// A complete, fresh set from discovery: it replaces the endpoints and clears "stale".
+    fn discovered(&mut self, set: EndpointSet) {
+        if let Some(stale) = self.stale.take() {
+            let stale_for = stale.since.elapsed().unwrap_or_default();
+            tracing::info!(upstream = %self.spec.name, ?stale_for, "discovery answers again; endpoints are fresh");
+        }
+        if set.is_empty() {
+            tracing::warn!(upstream = %self.spec.name, "discovery reports no instance: the upstream has no endpoint");
+        }
+        self.discovered = Some(set);
+        self.publish_discovered();
+    }
+
+    /// Discovery failed: keep the last known endpoints, mark them stale (the watcher retries
+    /// with backoff).
+    fn discovery_failed(&mut self, reason: String) {
+        match &mut self.stale {
+            Some(stale) if *stale.reason == *reason => return,
+            Some(stale) => stale.reason = reason.into(),
+            None => {
+                tracing::warn!(upstream = %self.spec.name, %reason, "discovery failed; keeping the last known endpoints, marked stale");
+                self.stale = Some(Staleness {
+                    since: SystemTime::now(),
+                    reason: reason.into(),
+                });
+            }
+        }
+        self.republish();
+    }
+
+    /// Publish the endpoints of the last discovered set (the current ones until there is one).
+    fn publish_discovered(&mut self) {
+        self.unresolved.clear();
+        let previous = self.handle.load_full();
+        let endpoints = match &self.discovered {
+            Some(set) => discovered::endpoints(set, self.spec.subset.as_ref(), &previous.endpoints),
+            None => previous.endpoints.clone(),
+        };
+        let (joined, left) = discovered::changes(&previous.endpoints, &endpoints);
+        if joined + left > 0 {
+            tracing::info!(upstream = %self.spec.name, joined, left, endpoints = endpoints.len(), "discovered endpoints changed");
+        }
+        self.publish(endpoints);
+    }
+
+    /// Resolve every target (or take the discovered set) and publish the resulting endpoints.
     async fn refresh(&mut self) {
+        if self.spec.discovery.is_some() {
+            self.publish_discovered();
+            return;
+        }
         let mut unresolved = Vec::new();
         for target in &self.spec.targets {
             match resolve(target).await {
@@ -277,7 +391,7 @@ impl UpstreamPoolState {
                     continue;
                 }
                 let endpoint = match old.get(addr) {
-                    Some(e) if e.weight == target.weight.max(1) && e.host_header == host => {
+                    Some(e) if e.weight() == target.weight.max(1) && e.host_header == host => {
                         (*e).clone()
                     }
                     _ => Arc::new(Endpoint::new(*addr, target.weight, &host)),
@@ -296,39 +410,37 @@ impl UpstreamPoolState {
     }
 
     fn publish(&mut self, endpoints: Vec<Arc<Endpoint>>) {
-        let (rotation, panic) = rotation(&endpoints, self.spec.resilience.panic_threshold);
-        if panic {
+        let rotation = rotation(
+            &endpoints,
+            self.spec.resilience.panic_threshold,
+            self.spec.local_zone.as_deref(),
+        );
+        if rotation.panic {
             tracing::warn!(upstream = %self.spec.name, available = endpoints.iter().filter(|e| e.health.is_available()).count(), total = endpoints.len(), "panic mode: too few endpoints available, balancing over all of them");
         }
+        let previous = self.handle.load();
+        if self.spec.local_zone.is_some() && previous.zone_local != rotation.zone_local {
+            if rotation.zone_local {
+                tracing::info!(upstream = %self.spec.name, "endpoints of the local zone available again: preferring them");
+            } else {
+                tracing::warn!(upstream = %self.spec.name, "no endpoint of the local zone available: using all zones");
+            }
+        }
+        drop(previous);
         self.version += 1;
         self.handle.publish(UpstreamState {
-            balancer: Balancer::build(&self.spec.load_balancing, &rotation),
+            balancer: Balancer::build(&self.spec.load_balancing, &rotation.endpoints),
             spec: self.spec.clone(),
             endpoints,
-            rotation,
-            panic,
+            rotation: rotation.endpoints,
+            panic: rotation.panic,
             version: self.version,
             unresolved: self.unresolved.clone(),
+            stale: self.stale.is_some(),
+            stale_since: self.stale.as_ref().map(|s| s.since),
+            stale_reason: self.stale.as_ref().map(|s| s.reason.clone()),
+            zone_local: rotation.zone_local,
         });
-    }
-}
-
-/// The endpoints that take traffic: the available ones; all of them when fewer than
-/// `panic_threshold` percent are available (Envoy's panic mode); none when none is.
-fn rotation(endpoints: &[Arc<Endpoint>], panic_threshold: u32) -> (Vec<Arc<Endpoint>>, bool) {
-    let available: Vec<Arc<Endpoint>> = endpoints
-        .iter()
-        .filter(|e| e.health.is_available())
-        .cloned()
-        .collect();
-    if available.is_empty() {
-        return (available, false);
-    }
-    let panic = available.len() * 100 < endpoints.len() * panic_threshold as usize;
-    if panic {
-        (endpoints.to_vec(), true)
-    } else {
-        (available, false)
     }
 }
 
@@ -354,49 +466,5 @@ async fn resolve(target: &TargetSpec) -> Result<Vec<SocketAddr>, String> {
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("lookup took longer than {RESOLVE_TIMEOUT:?}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
-        (0..n)
-            .map(|i| {
-                let addr = format!("127.0.0.{}:80", i + 1).parse().unwrap();
-                Arc::new(Endpoint::new(addr, 1, "h"))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn rotation_drops_unavailable_endpoints_until_panic() {
-        let eps = endpoints(4);
-        let (r, panic) = rotation(&eps, 50);
-        assert_eq!((r.len(), panic), (4, false));
-        eps[0].health.set_probe_healthy(false);
-        let (r, panic) = rotation(&eps, 50);
-        assert_eq!(r.len(), 3);
-        assert!(!panic);
-        eps[1].health.eject(u64::MAX, Duration::from_secs(1));
-        // 2 of 4 available is exactly 50 %: not below the threshold.
-        let (r, panic) = rotation(&eps, 50);
-        assert_eq!(r.len(), 2);
-        assert!(!panic);
-        eps[2].health.set_probe_healthy(false);
-        // 1 of 4: panic, every endpoint takes traffic.
-        let (r, panic) = rotation(&eps, 50);
-        assert_eq!(r.len(), 4);
-        assert!(panic);
-        // Panic mode off: only the one available endpoint.
-        assert_eq!(rotation(&eps, 0).0.len(), 1);
-        eps[3].health.set_probe_healthy(false);
-        let (r, panic) = rotation(&eps, 50);
-        assert_eq!(
-            (r.len(), panic),
-            (0, false),
-            "none available: nothing to send to"
-        );
     }
 }

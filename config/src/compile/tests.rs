@@ -247,3 +247,32 @@ fn rewrite_helpers_compose() {
         "/users/7/profile"
     );
 }
+
+#[test]
+fn discovery_sources_and_zone_preference() {
+    let c = compile(&config(
+        "discovery:
+  consul: { address: 'http://127.0.0.1:8500', rate_limit: { interval: 0s } }
+  zone: a
+upstreams:
+  - { name: near, discovery: { consul: { service: web } }, prefer_zone: true, subset: { tags: [v2] } }
+  - { name: any, discovery: { consul: { service: web } } }",
+    ))
+    .unwrap();
+    let consul = c.discovery.consul.as_ref().unwrap();
+    assert_eq!(consul.rate_limit.burst, 2, "the default burst");
+    assert!(consul.rate_limit.interval.get().is_zero());
+    assert_eq!(c.upstreams[0].local_zone.as_deref(), Some("a"));
+    assert_eq!(c.upstreams[0].subset.as_ref().unwrap().tags, vec!["v2"]);
+    assert_eq!(c.upstreams[1].local_zone, None, "only with prefer_zone");
+    assert!(c.upstreams[1].targets.is_empty());
+
+    let errors = errors_of(
+        "discovery: { consul: { rate_limit: { burst: 0 } } }
+upstreams: [{ name: u, discovery: { consul: { service: web } } }]",
+    );
+    assert_eq!(
+        errors,
+        vec!["discovery.consul.rate_limit.burst: must be at least 1".to_string()]
+    );
+}

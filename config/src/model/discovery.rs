@@ -11,6 +11,8 @@ use crate::duration::HumanDuration;
 pub const DEFAULT_CONSUL_ADDRESS: &str = "http://127.0.0.1:8500";
 /// Shorter than Consul's 5 min default so a silently dead agent is noticed sooner.
 pub const DEFAULT_CONSUL_WAIT: HumanDuration = HumanDuration::from_secs(60);
+pub const DEFAULT_CONSUL_BURST: u32 = 2;
+pub const DEFAULT_CONSUL_INTERVAL: HumanDuration = HumanDuration::from_secs(15);
 pub const DEFAULT_ETCD_PREFIX: &str = "meshgate/services";
 pub const DEFAULT_DNS_MIN_REFRESH: HumanDuration = HumanDuration::from_secs(5);
 pub const DEFAULT_DNS_MAX_REFRESH: HumanDuration = HumanDuration::from_secs(300);
@@ -48,6 +50,33 @@ pub struct ConsulConnectionConfig {
     /// How long a blocking query may be held.
     #[serde(default = "default_consul_wait")]
     pub wait: HumanDuration,
+    /// The token bucket that paces each watch's blocking queries under churn.
+    #[serde(default)]
+    pub rate_limit: ConsulRateLimitConfig,
+}
+
+/// Consul's advice for blocking loops (api-docs/features/blocking.mdx): a token bucket with a
+/// burst of 2 and about one query per 15 s under churn. A quiet service never waits on it:
+/// each answer spends one token, and a blocking query only answers when something changed
+/// (or `wait` ran out).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulRateLimitConfig {
+    /// Queries that may go out back to back.
+    #[serde(default = "default_consul_burst")]
+    pub burst: u32,
+    /// One more query is allowed per `interval`; `0s` turns the limit off.
+    #[serde(default = "default_consul_interval")]
+    pub interval: HumanDuration,
+}
+
+impl Default for ConsulRateLimitConfig {
+    fn default() -> Self {
+        Self {
+            burst: DEFAULT_CONSUL_BURST,
+            interval: DEFAULT_CONSUL_INTERVAL,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +210,12 @@ fn default_consul_address() -> String {
 }
 fn default_consul_wait() -> HumanDuration {
     DEFAULT_CONSUL_WAIT
+}
+fn default_consul_burst() -> u32 {
+    DEFAULT_CONSUL_BURST
+}
+fn default_consul_interval() -> HumanDuration {
+    DEFAULT_CONSUL_INTERVAL
 }
 fn default_etcd_prefix() -> String {
     DEFAULT_ETCD_PREFIX.to_string()

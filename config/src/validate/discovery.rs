@@ -29,6 +29,14 @@ impl Validator {
                         .error("must be greater than zero"),
                 );
             }
+            if consul.rate_limit.burst == 0 {
+                self.push(
+                    path.field("consul")
+                        .field("rate_limit")
+                        .field("burst")
+                        .error("must be at least 1"),
+                );
+            }
         }
         if let Some(etcd) = &d.etcd {
             if etcd.endpoints.is_empty() {

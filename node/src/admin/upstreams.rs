@@ -1,8 +1,11 @@
 //! `GET /upstreams` and `GET /upstreams/{name}/health`: every upstream's endpoints with their
-//! health (probe verdict, ejection, consecutive failures), its circuit breaker and its
-//! concurrency counters. Read-only: published snapshots and atomics, never an actor call.
+//! health (probe verdict, ejection, consecutive failures) and discovery labels, its discovery
+//! source and staleness, its circuit breaker and its concurrency counters. Read-only:
+//! published snapshots and atomics, never an actor call.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use meshgate_config::model::discovery::UpstreamDiscoveryConfig;
 
 use meshgate_actors::Snapshot;
 use meshgate_actors::clock;
@@ -55,6 +58,8 @@ fn upstream(handle: &UpstreamHandle) -> Value {
         "version": state.version,
         "endpoints_in_rotation": state.rotation.len(),
         "panic": state.panic,
+        "stale": state.stale,
+        "discovery": discovery(&state),
         "health_check": resilience.health_check.is_some(),
         "outlier_detection": resilience.outlier.is_some(),
         "circuit_breaker": breaker_json,
@@ -75,15 +80,45 @@ fn upstream(handle: &UpstreamHandle) -> Value {
     })
 }
 
+/// Where the endpoints come from and whether they are fresh; `null` for static targets.
+fn discovery(state: &UpstreamState) -> Value {
+    let Some(source) = &state.spec.discovery else {
+        return Value::Null;
+    };
+    let (backend, service) = match source {
+        UpstreamDiscoveryConfig::Consul(c) => ("consul", c.service.as_str()),
+        UpstreamDiscoveryConfig::Etcd(e) => ("etcd", e.service.as_str()),
+        UpstreamDiscoveryConfig::Dns(d) => ("dns", d.name.as_str()),
+    };
+    let stale_for = state
+        .stale_since
+        .map(|since| millis(SystemTime::now().duration_since(since).unwrap_or_default()));
+    json!({
+        "backend": backend,
+        "service": service,
+        "stale": state.stale,
+        "stale_since": state.stale_since.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        "stale_for_ms": stale_for,
+        "error": state.stale_reason.as_deref(),
+        "subset": state.spec.subset.as_ref().map(|s| json!({"tags": s.tags, "metadata": s.metadata})),
+        "zone": state.spec.local_zone.as_deref(),
+        "zone_local": state.zone_local,
+    })
+}
+
 fn endpoint(e: &Endpoint, state: &UpstreamState) -> Value {
     let health = &e.health;
     let ejection = health.ejection().map(|(until, lasts)| {
         let remaining = Duration::from_nanos(until.saturating_sub(clock::nanos()));
         json!({ "remaining_ms": millis(remaining), "duration_ms": millis(lasts) })
     });
+    let labels = e.labels();
     json!({
         "address": e.address.to_string(),
-        "weight": e.weight,
+        "id": labels.id,
+        "tags": labels.tags,
+        "metadata": labels.metadata,
+        "weight": e.weight(),
         "in_rotation": state.in_rotation(e),
         "healthy": health.probe_healthy(),
         "ejected": ejection,
