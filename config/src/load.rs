@@ -43,6 +43,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listeners",
     "routes",
     "upstreams",
+    "auth",
+    "consumers",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -125,6 +127,8 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
         listeners: list(take("listeners"), &root.field("listeners"), &mut errors),
         routes: list(take("routes"), &root.field("routes"), &mut errors),
         upstreams: list(take("upstreams"), &root.field("upstreams"), &mut errors),
+        auth: section(take("auth"), &root.field("auth"), &mut errors),
+        consumers: list(take("consumers"), &root.field("consumers"), &mut errors),
     };
     if errors.is_empty() {
         Ok(config)

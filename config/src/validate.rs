@@ -57,6 +57,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     for (i, r) in config.routes.iter().enumerate() {
         v.route(r, &root.field("routes").index(i), &listeners, &upstreams);
     }
+    v.errors.extend(crate::auth::validate_auth(config));
     v.finish()
 }
 
