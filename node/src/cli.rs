@@ -2,3 +2,4 @@
 //! argument parsing of the whole CLI lives in `main.rs`.
 
 pub mod pki;
+pub mod hash_key;

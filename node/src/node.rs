@@ -14,6 +14,8 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorRef};
 
 use crate::admin::AdminService;
+use crate::filters::FilterRuntime;
+use crate::filters::auth::AuthStats;
 use crate::server::ProxyService;
 
 /// Why a node could not start.
@@ -42,8 +44,9 @@ impl Node {
         config_path: Option<PathBuf>,
     ) -> Result<NodeHandle, StartError> {
         let view = NodeView::new(empty_snapshot()?);
+        let filters = FilterRuntime::new().map_err(|e| StartError::Startup(e.to_string()))?;
         let services = NodeServices {
-            proxy: ProxyService::new(view.clone()),
+            proxy: ProxyService::new(view.clone(), filters.clone()),
             admin: AdminService::new(view.clone()),
         };
         let args = SupervisorArgs {
@@ -55,8 +58,10 @@ impl Node {
         let (supervisor, join) = Actor::spawn(None, Supervisor, args)
             .await
             .map_err(|e| StartError::Startup(startup_reason(&e)))?;
+        filters.follow(&view);
         Ok(NodeHandle {
             view,
+            filters,
             supervisor,
             join,
         })
@@ -86,6 +91,7 @@ fn empty_snapshot() -> Result<Snapshot, StartError> {
 /// Control of a running node.
 pub struct NodeHandle {
     view: Arc<NodeView>,
+    filters: Arc<FilterRuntime>,
     supervisor: ActorRef<SupervisorMsg>,
     join: ractor::concurrency::JoinHandle<()>,
 }
@@ -93,6 +99,11 @@ pub struct NodeHandle {
 impl NodeHandle {
     pub fn view(&self) -> &Arc<NodeView> {
         &self.view
+    }
+
+    /// Authentication counters (Argon2 verifications, JWKS fetches, introspection calls).
+    pub fn auth_stats(&self) -> AuthStats {
+        self.filters.auth_stats()
     }
 
     /// Where a proxy listener is bound (port 0 resolved).

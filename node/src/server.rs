@@ -22,7 +22,7 @@ use meshgate_config::RouteAction;
 
 use self::context::RequestContext;
 use crate::error::GatewayError;
-use crate::filters;
+use crate::filters::{self, FilterRuntime};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ForwardRequest};
 use crate::router;
@@ -46,11 +46,12 @@ pub struct ConnInfo {
 /// The request pipeline shared by every proxy connection.
 pub struct Gateway {
     view: Arc<NodeView>,
+    filters: Arc<FilterRuntime>,
 }
 
 impl Gateway {
-    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
-        Arc::new(Self { view })
+    pub fn new(view: Arc<NodeView>, filters: Arc<FilterRuntime>) -> Arc<Self> {
+        Arc::new(Self { view, filters })
     }
 
     /// Handle one request; always produces a response (errors become the standard JSON body).
@@ -98,7 +99,7 @@ impl Gateway {
         };
         ctx.route = Some(matched.route.clone());
         ctx.params = matched.params.clone();
-        if let Err(response) = filters::before_action(ctx, &mut req).await {
+        if let Err(response) = filters::before_action(&self.filters, ctx, &mut req).await {
             return response;
         }
         match &matched.route.action {
@@ -155,9 +156,9 @@ pub struct ProxyService {
 }
 
 impl ProxyService {
-    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
+    pub fn new(view: Arc<NodeView>, filters: Arc<FilterRuntime>) -> Arc<Self> {
         Arc::new(Self {
-            gateway: Gateway::new(view.clone()),
+            gateway: Gateway::new(view.clone(), filters),
             view,
         })
     }

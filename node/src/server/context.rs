@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 use meshgate_config::CompiledRoute;
+use meshgate_config::auth::Consumer;
 use tokio::time::Instant;
 
 use super::ConnInfo;
@@ -24,6 +25,9 @@ pub struct RequestContext {
     pub params: Vec<(Arc<str>, String)>,
     /// Headers filters want on the response (rate-limit counters, deprecation notices, …).
     pub response_headers: HeaderMap,
+    /// Who is calling, once a route's `auth:` accepted the request (the anonymous consumer
+    /// included); `None` on routes without auth. For logs, metrics and rate limits.
+    pub consumer: Option<Arc<Consumer>>,
 }
 
 impl RequestContext {
@@ -36,6 +40,7 @@ impl RequestContext {
             route: None,
             params: Vec::new(),
             response_headers: HeaderMap::new(),
+            consumer: None,
         }
     }
 
