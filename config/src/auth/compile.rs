@@ -381,13 +381,20 @@ fn add_consumer(compiled: &mut CompiledAuth, c: &ConsumerConfig) {
 fn forward_claims(map: &std::collections::BTreeMap<String, String>) -> Vec<(String, HeaderName)> {
     map.iter()
         .filter_map(|(claim, header)| {
-            Some((claim.clone(), HeaderName::from_bytes(header.as_bytes()).ok()?))
+            Some((
+                claim.clone(),
+                HeaderName::from_bytes(header.as_bytes()).ok()?,
+            ))
         })
         .collect()
 }
 
 fn compile_jwt(p: &JwtProviderConfig) -> Option<JwtProviderSpec> {
-    let algorithms: Vec<Algorithm> = p.algorithms.iter().filter_map(|a| parse_algorithm(a)).collect();
+    let algorithms: Vec<Algorithm> = p
+        .algorithms
+        .iter()
+        .filter_map(|a| parse_algorithm(a))
+        .collect();
     let static_keys = p
         .keys
         .iter()

@@ -11,9 +11,9 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-pub use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+pub use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::Deserialize;
 
 /// RFC 7518 §3.3: RSA keys of at least 2048 bits.
@@ -60,7 +60,10 @@ pub enum KeyError {
     #[error("unsupported algorithm {0:?}")]
     UnknownAlgorithm(String),
     #[error("{alg} needs {expected}")]
-    WrongKeyType { alg: &'static str, expected: &'static str },
+    WrongKeyType {
+        alg: &'static str,
+        expected: &'static str,
+    },
     #[error("not a valid {0} public key")]
     Invalid(&'static str),
     #[error("RSA key of {0} bits; at least {MIN_RSA_BITS} are required")]
@@ -102,12 +105,15 @@ impl VerificationKey {
         let bytes = pem.as_bytes();
         let key = match alg.family() {
             AlgorithmFamily::Rsa => {
-                let parsed = DecodingKey::from_rsa_pem(bytes).map_err(|_| KeyError::Invalid("RSA"))?;
+                let parsed =
+                    DecodingKey::from_rsa_pem(bytes).map_err(|_| KeyError::Invalid("RSA"))?;
                 let der = parsed
                     .try_get_as_bytes()
                     .map_err(|_| KeyError::Invalid("RSA"))?;
-                let (n, e) = (DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_public_key)(der)
-                    .map_err(|_| KeyError::Invalid("RSA"))?;
+                let (n, e) = (DEFAULT_PROVIDER
+                    .key_utils
+                    .rsa_pub_components_from_public_key)(der)
+                .map_err(|_| KeyError::Invalid("RSA"))?;
                 rsa_key(&n, &e)?
             }
             AlgorithmFamily::Ec => {
@@ -127,7 +133,11 @@ impl VerificationKey {
     }
 
     /// An HMAC secret for HS256/384/512 (RFC 7518 §3.2: at least the hash's size).
-    pub fn from_secret(kid: Option<String>, alg: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
+    pub fn from_secret(
+        kid: Option<String>,
+        alg: Algorithm,
+        secret: &[u8],
+    ) -> Result<Self, KeyError> {
         let name = algorithm_name(alg);
         let min = match alg {
             Algorithm::HS256 => 32,
@@ -151,7 +161,11 @@ impl VerificationKey {
     }
 
     /// Check that every algorithm can be used with the key (curve, size, point on the curve).
-    fn bound(kid: Option<String>, algorithms: Vec<Algorithm>, key: DecodingKey) -> Result<Self, KeyError> {
+    fn bound(
+        kid: Option<String>,
+        algorithms: Vec<Algorithm>,
+        key: DecodingKey,
+    ) -> Result<Self, KeyError> {
         for alg in &algorithms {
             if alg.family() != key.family() {
                 return Err(KeyError::Invalid(algorithm_name(*alg)));

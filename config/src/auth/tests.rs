@@ -4,10 +4,14 @@ use crate::load::{Format, parse_with_env};
 
 /// A cheap Argon2id hash (tests only; real hashes come from `meshgate hash-key`).
 fn phc(secret: &str) -> String {
-    Argon2::new(Argon2Algorithm::Argon2id, Version::V0x13, Params::new(64, 1, 1, None).unwrap())
-        .hash_password(secret.as_bytes())
-        .unwrap()
-        .to_string()
+    Argon2::new(
+        Argon2Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(64, 1, 1, None).unwrap(),
+    )
+    .hash_password(secret.as_bytes())
+    .unwrap()
+    .to_string()
 }
 
 fn base(extra: &str) -> String {
@@ -73,9 +77,16 @@ fn a_full_auth_config_compiles_and_indexes_credentials() {
     let auth = &compiled.auth;
     assert_eq!(&*auth.api_keys["alice-1"].consumer.id, "c-1");
     assert_eq!(&*auth.basic["alice"].consumer.username, "alice");
-    assert_eq!(&*auth.jwt_subjects["corp"]["alice@corp"].consumer.username, "alice");
+    assert_eq!(
+        &*auth.jwt_subjects["corp"]["alice@corp"].consumer.username,
+        "alice"
+    );
     assert_eq!(&*auth.oauth2_subjects["oauth"]["app-1"].id, "app-1");
-    assert!(auth.mtls.by_spiffe_id.contains_key("spiffe://mesh.local/ns/a/sa/alice"));
+    assert!(
+        auth.mtls
+            .by_spiffe_id
+            .contains_key("spiffe://mesh.local/ns/a/sa/alice")
+    );
     assert!(auth.identity_headers.iter().any(|h| h == "x-user-email"));
     assert!(auth.identity_headers.iter().any(|h| h == "x-consumer-id"));
     let api = &compiled.routes[0].auth;
@@ -83,7 +94,10 @@ fn a_full_auth_config_compiles_and_indexes_credentials() {
     assert_eq!(policy.methods.len(), 5);
     assert_eq!(&*policy.anonymous.as_ref().unwrap().username, "guest");
     assert!(compiled.routes[1].auth.policy.is_none());
-    assert!(std::sync::Arc::ptr_eq(&api.shared, &compiled.routes[1].auth.shared));
+    assert!(std::sync::Arc::ptr_eq(
+        &api.shared,
+        &compiled.routes[1].auth.shared
+    ));
     // Each compile gets a larger serial (the node uses it to order generations).
     let again = crate::compile(&config).unwrap();
     assert!(again.auth.serial > compiled.auth.serial);
@@ -195,7 +209,11 @@ fn each_bad_auth_config_reports_its_field_path() {
 
 #[test]
 fn expensive_argon2_parameters_are_refused() {
-    let heavy = Argon2::new(Argon2Algorithm::Argon2id, Version::V0x13, Params::new(8, 1, 1, None).unwrap());
+    let heavy = Argon2::new(
+        Argon2Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(8, 1, 1, None).unwrap(),
+    );
     let text = heavy.hash_password(b"x.y").unwrap().to_string();
     assert!(super::validate::check_phc(&text).is_ok());
     let huge = text.replace("m=8,", "m=4194304,");

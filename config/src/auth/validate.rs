@@ -29,7 +29,10 @@ pub fn validate_auth(config: &Config) -> Vec<ConfigError> {
     let root = FieldPath::root();
     let auth = &config.auth;
     v.settings(auth, &root.field("auth"));
-    let jwt = v.names(auth.jwt.iter().map(|p| p.name.as_str()), &root.field("auth").field("jwt"));
+    let jwt = v.names(
+        auth.jwt.iter().map(|p| p.name.as_str()),
+        &root.field("auth").field("jwt"),
+    );
     for (i, p) in auth.jwt.iter().enumerate() {
         v.jwt_provider(p, &root.field("auth").field("jwt").index(i));
     }
@@ -40,7 +43,12 @@ pub fn validate_auth(config: &Config) -> Vec<ConfigError> {
     for (i, p) in auth.introspection.iter().enumerate() {
         v.introspection(p, &root.field("auth").field("introspection").index(i));
     }
-    let consumers = v.consumers(&config.consumers, &jwt, &introspection, &root.field("consumers"));
+    let consumers = v.consumers(
+        &config.consumers,
+        &jwt,
+        &introspection,
+        &root.field("consumers"),
+    );
     for (i, r) in config.routes.iter().enumerate() {
         if let Some(policy) = &r.auth {
             let path = root.field("routes").index(i).field("auth");
@@ -79,12 +87,19 @@ impl AuthValidator {
         }
         self.header_name(&auth.api_key.header, &path.field("api_key").field("header"));
         if auth.api_key.query.as_deref() == Some("") {
-            self.push(path.field("api_key").field("query").error("must not be empty"));
+            self.push(
+                path.field("api_key")
+                    .field("query")
+                    .error("must not be empty"),
+            );
         }
         let h = &auth.secret_hashing;
         let hp = path.field("secret_hashing");
         if !(1..=64).contains(&h.max_concurrent) {
-            self.push(hp.field("max_concurrent").error(format!("{} is out of range 1..=64", h.max_concurrent)));
+            self.push(
+                hp.field("max_concurrent")
+                    .error(format!("{} is out of range 1..=64", h.max_concurrent)),
+            );
         }
         if h.per_client_burst == 0 {
             self.push(hp.field("per_client_burst").error("must be at least 1"));
@@ -110,7 +125,11 @@ impl AuthValidator {
         }
     }
 
-    fn names<'a>(&mut self, names: impl Iterator<Item = &'a str>, list: &FieldPath) -> HashSet<&'a str> {
+    fn names<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a str>,
+        list: &FieldPath,
+    ) -> HashSet<&'a str> {
         let mut seen = HashSet::new();
         for (i, name) in names.enumerate() {
             let path = list.index(i).field("name");
@@ -131,7 +150,10 @@ impl AuthValidator {
 
     fn token_source(&mut self, t: &TokenSourceConfig, max_size: usize, path: &FieldPath) {
         if !t.bearer && t.cookie.is_none() && t.query.is_none() {
-            self.push(path.field("token").error("read the token from somewhere: bearer, cookie or query"));
+            self.push(
+                path.field("token")
+                    .error("read the token from somewhere: bearer, cookie or query"),
+            );
         }
         for (field, value) in [("cookie", &t.cookie), ("query", &t.query)] {
             if value.as_deref() == Some("") {
@@ -145,7 +167,11 @@ impl AuthValidator {
         }
     }
 
-    fn forward_claims(&mut self, map: &std::collections::BTreeMap<String, String>, path: &FieldPath) {
+    fn forward_claims(
+        &mut self,
+        map: &std::collections::BTreeMap<String, String>,
+        path: &FieldPath,
+    ) {
         for (claim, header) in map {
             let p = path.field("forward_claims").field(claim);
             if claim.is_empty() {
@@ -168,7 +194,10 @@ impl AuthValidator {
     fn jwt_provider(&mut self, p: &JwtProviderConfig, path: &FieldPath) {
         let mut algorithms = Vec::new();
         if p.algorithms.is_empty() {
-            self.push(path.field("algorithms").error("list the algorithms this issuer signs with (e.g. RS256)"));
+            self.push(
+                path.field("algorithms")
+                    .error("list the algorithms this issuer signs with (e.g. RS256)"),
+            );
         }
         for (i, name) in p.algorithms.iter().enumerate() {
             match parse_algorithm(name) {
@@ -184,7 +213,10 @@ impl AuthValidator {
             if let Some(a) = parse_algorithm(&k.alg)
                 && !algorithms.contains(&a)
             {
-                self.push(kp.field("alg").error(format!("{} is not in this provider's algorithms", k.alg)));
+                self.push(
+                    kp.field("alg")
+                        .error(format!("{} is not in this provider's algorithms", k.alg)),
+                );
             }
             if let Err((field, message)) = static_key(k) {
                 self.push(kp.field(field).error(message));
@@ -198,11 +230,18 @@ impl AuthValidator {
             self.positive(j.timeout, &jp.field("timeout"));
         }
         if p.leeway > MAX_JWT_LEEWAY {
-            self.push(path.field("leeway").error(format!("at most {MAX_JWT_LEEWAY}")));
+            self.push(
+                path.field("leeway")
+                    .error(format!("at most {MAX_JWT_LEEWAY}")),
+            );
         }
         for (i, c) in p.required_claims.iter().enumerate() {
             if c.is_empty() {
-                self.push(path.field("required_claims").index(i).error("must not be empty"));
+                self.push(
+                    path.field("required_claims")
+                        .index(i)
+                        .error("must not be empty"),
+                );
             }
         }
         if p.consumer_claim.is_empty() {
@@ -215,7 +254,10 @@ impl AuthValidator {
     fn introspection(&mut self, p: &IntrospectionConfig, path: &FieldPath) {
         self.idp_url(&p.endpoint, &path.field("endpoint"));
         if p.client_id.is_empty() || p.client_id.contains(':') {
-            self.push(path.field("client_id").error("must be non-empty, without ':'"));
+            self.push(
+                path.field("client_id")
+                    .error("must be non-empty, without ':'"),
+            );
         }
         if p.client_secret.is_empty() {
             self.push(path.field("client_secret").error("must not be empty"));
@@ -248,14 +290,19 @@ impl AuthValidator {
         for (i, c) in consumers.iter().enumerate() {
             let path = list.index(i);
             let id = c.id.as_deref().unwrap_or(&c.username);
-            for (field, value, seen) in [("username", c.username.as_str(), &mut usernames), ("id", id, &mut ids)] {
+            for (field, value, seen) in [
+                ("username", c.username.as_str(), &mut usernames),
+                ("id", id, &mut ids),
+            ] {
                 let fp = path.field(field);
                 if !header_safe(value) {
                     self.push(fp.error(format!(
                         "{value:?} must be non-empty printable ASCII (it is sent upstream as a header)"
                     )));
                 } else if let Some(first) = seen.insert(value, i) {
-                    self.push(fp.error(format!("duplicate {field} {value:?} (first used at consumers[{first}])")));
+                    self.push(fp.error(format!(
+                        "duplicate {field} {value:?} (first used at consumers[{first}])"
+                    )));
                 }
             }
             names.insert(c.username.as_str());
@@ -278,7 +325,10 @@ impl AuthValidator {
                                 k.id
                             )));
                         } else if !key_ids.insert(&k.id) {
-                            self.push(kp.field("id").error(format!("duplicate API key id {:?}", k.id)));
+                            self.push(
+                                kp.field("id")
+                                    .error(format!("duplicate API key id {:?}", k.id)),
+                            );
                         }
                         if let Err(message) = check_phc(&k.hash) {
                             self.push(kp.field("hash").error(message));
@@ -290,7 +340,10 @@ impl AuthValidator {
                         if b.username.is_empty() || b.username.contains(':') {
                             self.push(bp.field("username").error("must be non-empty, without ':'"));
                         } else if !basic_users.insert(&b.username) {
-                            self.push(bp.field("username").error(format!("duplicate Basic username {:?}", b.username)));
+                            self.push(
+                                bp.field("username")
+                                    .error(format!("duplicate Basic username {:?}", b.username)),
+                            );
                         }
                         if let Err(message) = check_phc(&b.password_hash) {
                             self.push(bp.field("password_hash").error(message));
@@ -303,7 +356,11 @@ impl AuthValidator {
                         };
                         let sp = cp.field(kind);
                         if !known.contains(s.provider.as_str()) {
-                            let section = if kind == "jwt" { "auth.jwt" } else { "auth.introspection" };
+                            let section = if kind == "jwt" {
+                                "auth.jwt"
+                            } else {
+                                "auth.introspection"
+                            };
                             self.push(sp.field("provider").error(format!(
                                 "unknown provider {:?} (not in {section})",
                                 s.provider
@@ -320,18 +377,29 @@ impl AuthValidator {
                     }
                     CredentialConfig::Mtls(m) => {
                         let mp = cp.field("mtls");
-                        let set: Vec<(&str, &String)> = [("subject", &m.subject), ("san", &m.san), ("spiffe_id", &m.spiffe_id)]
-                            .into_iter()
-                            .filter_map(|(f, v)| v.as_ref().map(|v| (f, v)))
-                            .collect();
+                        let set: Vec<(&str, &String)> = [
+                            ("subject", &m.subject),
+                            ("san", &m.san),
+                            ("spiffe_id", &m.spiffe_id),
+                        ]
+                        .into_iter()
+                        .filter_map(|(f, v)| v.as_ref().map(|v| (f, v)))
+                        .collect();
                         match set.as_slice() {
                             [(field, value)] => {
                                 if value.is_empty() {
                                     self.push(mp.field(field).error("must not be empty"));
                                 } else if *field == "spiffe_id" && !value.starts_with("spiffe://") {
-                                    self.push(mp.field(field).error(format!("{value:?} is not a spiffe:// ID")));
+                                    self.push(
+                                        mp.field(field)
+                                            .error(format!("{value:?} is not a spiffe:// ID")),
+                                    );
                                 } else if !certs.insert((field, value)) {
-                                    self.push(mp.field(field).error(format!("{value:?} already belongs to a consumer")));
+                                    self.push(
+                                        mp.field(field).error(format!(
+                                            "{value:?} already belongs to a consumer"
+                                        )),
+                                    );
                                 }
                             }
                             _ => self.push(mp.error("set exactly one of subject, san, spiffe_id")),
@@ -365,10 +433,16 @@ impl AuthValidator {
             seen.push(m);
             match m {
                 AuthMethodConfig::Jwt(name) if !jwt.contains(name.as_str()) => {
-                    self.push(mp.field("jwt").error(format!("unknown JWT provider {name:?}")));
+                    self.push(
+                        mp.field("jwt")
+                            .error(format!("unknown JWT provider {name:?}")),
+                    );
                 }
                 AuthMethodConfig::Introspection(name) if !introspection.contains(name.as_str()) => {
-                    self.push(mp.field("introspection").error(format!("unknown introspection endpoint {name:?}")));
+                    self.push(
+                        mp.field("introspection")
+                            .error(format!("unknown introspection endpoint {name:?}")),
+                    );
                 }
                 _ => {}
             }
@@ -376,19 +450,35 @@ impl AuthValidator {
         if let Some(name) = &r.anonymous
             && !consumers.contains(name.as_str())
         {
-            self.push(path.field("anonymous").error(format!("unknown consumer {name:?}")));
+            self.push(
+                path.field("anonymous")
+                    .error(format!("unknown consumer {name:?}")),
+            );
         }
         for (field, groups) in [("allow", &r.acl.allow), ("deny", &r.acl.deny)] {
             for (i, g) in groups.iter().enumerate() {
                 if g.is_empty() {
-                    self.push(path.field("acl").field(field).index(i).error("must not be empty"));
+                    self.push(
+                        path.field("acl")
+                            .field(field)
+                            .index(i)
+                            .error("must not be empty"),
+                    );
                 }
             }
         }
         for (i, s) in r.scopes.iter().enumerate() {
             // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-            if s.is_empty() || !s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
-                self.push(path.field("scopes").index(i).error(format!("{s:?} is not a scope token")));
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+            {
+                self.push(
+                    path.field("scopes")
+                        .index(i)
+                        .error(format!("{s:?} is not a scope token")),
+                );
             }
         }
     }
@@ -398,26 +488,29 @@ fn unknown_alg(name: &str) -> String {
     if name.eq_ignore_ascii_case("none") {
         "unsigned tokens (alg none) are never accepted".to_string()
     } else {
-        format!("unsupported algorithm {name:?}; one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA")
+        format!(
+            "unsupported algorithm {name:?}; one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+        )
     }
 }
 
 fn header_safe(value: &str) -> bool {
-    !value.is_empty()
-        && value.trim() == value
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+    !value.is_empty() && value.trim() == value && value.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// `[A-Za-z0-9_-]{1,64}`.
 pub fn api_key_id_ok(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_API_KEY_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// An Argon2id PHC string with parameters a gateway can afford to verify.
 pub fn check_phc(phc: &str) -> Result<(), String> {
-    let hash = PasswordHash::new(phc).map_err(|e| format!("not a PHC string ({e}); create one with `meshgate hash-key`"))?;
+    let hash = PasswordHash::new(phc)
+        .map_err(|e| format!("not a PHC string ({e}); create one with `meshgate hash-key`"))?;
     if hash.algorithm != argon2::ARGON2ID_IDENT {
         return Err(format!(
             "must be an Argon2id hash ($argon2id$…), not {}; create one with `meshgate hash-key`",
@@ -427,8 +520,12 @@ pub fn check_phc(phc: &str) -> Result<(), String> {
     if hash.hash.is_none() || hash.salt.is_none() {
         return Err("the PHC string has no salt or hash".to_string());
     }
-    let params = argon2::Params::try_from(&hash).map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
-    if params.m_cost() > MAX_ARGON2_M_COST_KIB || params.t_cost() > MAX_ARGON2_T_COST || params.p_cost() > MAX_ARGON2_P_COST {
+    let params =
+        argon2::Params::try_from(&hash).map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+    if params.m_cost() > MAX_ARGON2_M_COST_KIB
+        || params.t_cost() > MAX_ARGON2_T_COST
+        || params.p_cost() > MAX_ARGON2_P_COST
+    {
         return Err(format!(
             "Argon2 parameters m={} t={} p={} exceed m={MAX_ARGON2_M_COST_KIB} t={MAX_ARGON2_T_COST} p={MAX_ARGON2_P_COST}",
             params.m_cost(),
@@ -443,10 +540,14 @@ pub fn check_phc(phc: &str) -> Result<(), String> {
 pub(crate) fn static_key(k: &StaticKeyConfig) -> Result<VerificationKey, (&'static str, String)> {
     let alg: Algorithm = parse_algorithm(&k.alg).ok_or_else(|| ("alg", unknown_alg(&k.alg)))?;
     match (&k.pem, &k.secret) {
-        (Some(pem), None) => VerificationKey::from_pem(k.kid.clone(), alg, pem).map_err(|e| ("pem", e.to_string())),
-        (None, Some(secret)) => {
-            VerificationKey::from_secret(k.kid.clone(), alg, secret.as_bytes()).map_err(|e| ("secret", e.to_string()))
+        (Some(pem), None) => {
+            VerificationKey::from_pem(k.kid.clone(), alg, pem).map_err(|e| ("pem", e.to_string()))
         }
-        _ => Err(("pem", "set exactly one of pem (a public key) or secret (HMAC)".to_string())),
+        (None, Some(secret)) => VerificationKey::from_secret(k.kid.clone(), alg, secret.as_bytes())
+            .map_err(|e| ("secret", e.to_string())),
+        _ => Err((
+            "pem",
+            "set exactly one of pem (a public key) or secret (HMAC)".to_string(),
+        )),
     }
 }

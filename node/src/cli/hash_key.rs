@@ -54,9 +54,9 @@ pub fn run(input: HashKeyInput, stdin: &mut dyn BufRead) -> Result<Vec<String>, 
         }
         HashKeyInput::Generate(id) => {
             let mut secret = [0u8; GENERATED_SECRET_BYTES];
-            SystemRandom::new()
-                .fill(&mut secret)
-                .map_err(|_| HashKeyError::Hash("the system random number generator failed".into()))?;
+            SystemRandom::new().fill(&mut secret).map_err(|_| {
+                HashKeyError::Hash("the system random number generator failed".into())
+            })?;
             let key = format!("{id}.{}", URL_SAFE_NO_PAD.encode(secret));
             check_api_key(&key)?;
             let phc = hash(&key)?;
@@ -105,7 +105,11 @@ mod tests {
         let mut stdin = &b"billing.0123456789abcdefXYZ\n"[..];
         let lines = run(HashKeyInput::ApiKey(None), &mut stdin).unwrap();
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            lines[0]
+        );
         assert!(verify_phc(b"billing.0123456789abcdefXYZ", &lines[0]));
         assert!(!verify_phc(b"billing.0123456789abcdefXYz", &lines[0]));
     }
@@ -113,8 +117,16 @@ mod tests {
     #[test]
     fn refuses_keys_without_an_id_or_with_a_short_secret() {
         let mut none = &b""[..];
-        for bad in ["nodot", ".secretsecretsecret", "bad id.0123456789abcdef", "ok.short"] {
-            assert!(run(HashKeyInput::ApiKey(Some(bad.into())), &mut none).is_err(), "{bad}");
+        for bad in [
+            "nodot",
+            ".secretsecretsecret",
+            "bad id.0123456789abcdef",
+            "ok.short",
+        ] {
+            assert!(
+                run(HashKeyInput::ApiKey(Some(bad.into())), &mut none).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -122,7 +134,11 @@ mod tests {
     fn generates_a_key_that_matches_its_hash() {
         let mut none = &b""[..];
         let lines = run(HashKeyInput::Generate("ci".into()), &mut none).unwrap();
-        assert!(lines[0].starts_with("ci.") && lines[0].len() == 3 + 43, "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("ci.") && lines[0].len() == 3 + 43,
+            "{}",
+            lines[0]
+        );
         assert!(verify_phc(lines[0].as_bytes(), &lines[1]));
     }
 }

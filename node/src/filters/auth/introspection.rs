@@ -85,7 +85,12 @@ impl IntrospectionRuntime {
         self.calls.load(Ordering::Relaxed)
     }
 
-    pub async fn authenticate(&self, token: &str, auth: &CompiledAuth, digester: &SecretDigester) -> Attempt {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        auth: &CompiledAuth,
+        digester: &SecretDigester,
+    ) -> Attempt {
         let spec = &self.spec;
         if token.len() > spec.max_token_size {
             return Attempt::Rejected("token too large");
@@ -118,7 +123,11 @@ impl IntrospectionRuntime {
             .finish();
         // RFC 6749 §2.3.1: client id and secret are form-encoded, then used as Basic credentials.
         let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let basic = STANDARD.encode(format!("{}:{}", encode(&spec.client_id), encode(&spec.client_secret)));
+        let basic = STANDARD.encode(format!(
+            "{}:{}",
+            encode(&spec.client_id),
+            encode(&spec.client_secret)
+        ));
         let req = Request::builder()
             .method(Method::POST)
             .uri(spec.endpoint.clone())
@@ -127,9 +136,14 @@ impl IntrospectionRuntime {
             .header(header::AUTHORIZATION, format!("Basic {basic}"))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let body = fetch(self.transport.as_ref(), req, spec.timeout, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
+        let body = fetch(
+            self.transport.as_ref(),
+            req,
+            spec.timeout,
+            MAX_RESPONSE_BYTES,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let claims: Map<String, Value> =
             serde_json::from_slice(&body).map_err(|e| format!("not a JSON object: {e}"))?;
         Ok(Arc::new(self.answer(&claims)?))
@@ -151,7 +165,9 @@ impl IntrospectionRuntime {
         let active = active && !not_yet;
         let ttl = if active {
             match exp {
-                Some(exp) => Duration::from_secs_f64((exp - now).clamp(0.0, spec.max_ttl.as_secs_f64())),
+                Some(exp) => {
+                    Duration::from_secs_f64((exp - now).clamp(0.0, spec.max_ttl.as_secs_f64()))
+                }
                 None => spec.max_ttl,
             }
         } else {
@@ -176,7 +192,9 @@ impl IntrospectionRuntime {
         });
         let (consumer, credential) = match (configured, &answer.subject) {
             (Some(c), _) => (c.consumer.clone(), c.id.clone()),
-            (None, _) if spec.consumer_required => return Attempt::Rejected("no consumer for this token"),
+            (None, _) if spec.consumer_required => {
+                return Attempt::Rejected("no consumer for this token");
+            }
             (None, Some(subject)) => match token_consumer(&spec.name, subject, Vec::new()) {
                 Some(c) => (c, Arc::from(subject.as_str())),
                 None => return Attempt::Rejected("consumer claim is not a valid header value"),

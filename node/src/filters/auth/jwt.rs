@@ -145,7 +145,11 @@ impl JwtRuntime {
         if !spec.algorithms.contains(&alg) {
             return Err("alg not allowed for this issuer");
         }
-        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+        if header.jwk.is_some()
+            || header.jku.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+        {
             return Err("keys embedded in the token are not trusted");
         }
         if header.crit.is_some() {
@@ -159,10 +163,15 @@ impl JwtRuntime {
             return Err("kid too long");
         }
         let key_generation = self
-            .verify_with_keys(alg, header.kid.as_deref(), parts.signing_input.as_bytes(), &signature)
+            .verify_with_keys(
+                alg,
+                header.kid.as_deref(),
+                parts.signing_input.as_bytes(),
+                &signature,
+            )
             .await?;
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&b64(parts.payload)?).map_err(|_| "claims are not a JSON object")?;
+        let claims: Map<String, Value> = serde_json::from_slice(&b64(parts.payload)?)
+            .map_err(|_| "claims are not a JSON object")?;
         check_claims(spec, &claims, now)?;
         Ok(verified_token(spec, &claims, key_generation))
     }
@@ -194,14 +203,26 @@ impl JwtRuntime {
             set = Some(current);
         }
         let jwks_candidates: Vec<&Arc<VerificationKey>> = match (&set, kid) {
-            (Some(set), Some(kid)) => set.by_kid(kid).filter(|k| k.algorithms.contains(&alg)).collect(),
-            (Some(set), None) => set.keys.iter().filter(|k| k.algorithms.contains(&alg)).collect(),
+            (Some(set), Some(kid)) => set
+                .by_kid(kid)
+                .filter(|k| k.algorithms.contains(&alg))
+                .collect(),
+            (Some(set), None) => set
+                .keys
+                .iter()
+                .filter(|k| k.algorithms.contains(&alg))
+                .collect(),
             (None, _) => Vec::new(),
         };
         if static_candidates.is_empty() && jwks_candidates.is_empty() {
-            return Err(if kid.is_some() { "unknown kid" } else { "no key for this alg" });
+            return Err(if kid.is_some() {
+                "unknown kid"
+            } else {
+                "no key for this alg"
+            });
         }
-        if kid.is_none() && static_candidates.len() + jwks_candidates.len() > MAX_KIDLESS_CANDIDATES {
+        if kid.is_none() && static_candidates.len() + jwks_candidates.len() > MAX_KIDLESS_CANDIDATES
+        {
             return Err("token has no kid and the issuer has several keys");
         }
         if static_candidates
@@ -261,7 +282,11 @@ fn expired(exp: f64, now: f64, leeway: Duration) -> bool {
 }
 
 /// `exp`, `nbf`, `iss`, `aud` and the required claims.
-pub fn check_claims(spec: &JwtProviderSpec, claims: &Map<String, Value>, now: f64) -> Result<(), &'static str> {
+pub fn check_claims(
+    spec: &JwtProviderSpec,
+    claims: &Map<String, Value>,
+    now: f64,
+) -> Result<(), &'static str> {
     for name in &spec.required_claims {
         if !claims.contains_key(name) {
             return Err("a required claim is missing");
@@ -295,7 +320,10 @@ pub fn check_claims(spec: &JwtProviderSpec, claims: &Map<String, Value>, now: f6
         return Err("wrong issuer");
     }
     if !spec.audiences.is_empty() {
-        let matches = |v: &Value| v.as_str().is_some_and(|a| spec.audiences.iter().any(|x| x == a));
+        let matches = |v: &Value| {
+            v.as_str()
+                .is_some_and(|a| spec.audiences.iter().any(|x| x == a))
+        };
         let ok = match claims.get("aud") {
             Some(Value::Array(items)) => items.iter().any(matches),
             Some(v) => matches(v),
@@ -308,7 +336,11 @@ pub fn check_claims(spec: &JwtProviderSpec, claims: &Map<String, Value>, now: f6
     Ok(())
 }
 
-fn verified_token(spec: &JwtProviderSpec, claims: &Map<String, Value>, key_generation: u64) -> VerifiedToken {
+fn verified_token(
+    spec: &JwtProviderSpec,
+    claims: &Map<String, Value>,
+    key_generation: u64,
+) -> VerifiedToken {
     VerifiedToken {
         exp: claims.get("exp").and_then(Value::as_f64),
         subject: claims.get(&spec.consumer_claim).and_then(claim_text),
@@ -347,7 +379,11 @@ pub fn claim_text(v: &Value) -> Option<String> {
 pub fn claim_list(v: &Value) -> Vec<Arc<str>> {
     match v {
         Value::String(s) => s.split_whitespace().map(Arc::from).collect(),
-        Value::Array(items) => items.iter().filter_map(Value::as_str).map(Arc::from).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(Arc::from)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -383,7 +419,9 @@ fn identity(spec: &JwtProviderSpec, token: &VerifiedToken, auth: &CompiledAuth) 
     });
     let (consumer, credential) = match (configured, &token.subject) {
         (Some(c), _) => (c.consumer.clone(), Some(c.id.clone())),
-        (None, _) if spec.consumer_required => return Attempt::Rejected("no consumer for this token"),
+        (None, _) if spec.consumer_required => {
+            return Attempt::Rejected("no consumer for this token");
+        }
         (None, Some(subject)) => match token_consumer(&spec.name, subject, token.groups.clone()) {
             Some(c) => (c, Some(Arc::from(subject.as_str()))),
             None => return Attempt::Rejected("consumer claim is not a valid header value"),
@@ -400,8 +438,19 @@ fn identity(spec: &JwtProviderSpec, token: &VerifiedToken, auth: &CompiledAuth) 
 }
 
 /// A consumer made up from a token that names no configured consumer: id `<provider>:<subject>`.
-pub fn token_consumer(provider: &str, subject: &str, groups: Vec<Arc<str>>) -> Option<Arc<Consumer>> {
-    Consumer::new(&format!("{provider}:{subject}"), subject, Vec::new(), groups, false).map(Arc::new)
+pub fn token_consumer(
+    provider: &str,
+    subject: &str,
+    groups: Vec<Arc<str>>,
+) -> Option<Arc<Consumer>> {
+    Consumer::new(
+        &format!("{provider}:{subject}"),
+        subject,
+        Vec::new(),
+        groups,
+        false,
+    )
+    .map(Arc::new)
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ impl Gcra {
 
     /// Take one action at `now` (nanoseconds); `Err` is how long until one is allowed.
     pub fn try_acquire(&self, now: u64, interval: Duration, burst: u32) -> Result<(), Duration> {
-        let interval = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let interval = u64::try_from(interval.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let tolerance = interval.saturating_mul(u64::from(burst.max(1)) - 1);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {

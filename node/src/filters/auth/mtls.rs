@@ -50,18 +50,37 @@ mod tests {
         let mut index = MtlsIndex::default();
         let web = "spiffe://mesh.local/ns/shop/sa/web";
         index.by_spiffe_id.insert(web.into(), cred("web", web));
-        index.by_san.insert("billing.internal".into(), cred("billing", "billing.internal"));
-        index.by_subject.insert("CN=partner,O=Acme".into(), cred("partner", "CN=partner,O=Acme"));
+        index.by_san.insert(
+            "billing.internal".into(),
+            cred("billing", "billing.internal"),
+        );
+        index.by_subject.insert(
+            "CN=partner,O=Acme".into(),
+            cred("partner", "CN=partner,O=Acme"),
+        );
         index
     }
 
     #[test]
     fn spiffe_id_then_san_then_subject() {
         let index = index();
-        let web = peer(Some("spiffe://mesh.local/ns/shop/sa/web"), "CN=x", &["billing.internal"], &["spiffe://mesh.local/ns/shop/sa/web"]);
+        let web = peer(
+            Some("spiffe://mesh.local/ns/shop/sa/web"),
+            "CN=x",
+            &["billing.internal"],
+            &["spiffe://mesh.local/ns/shop/sa/web"],
+        );
         assert_eq!(&*match_peer(&web, &index).unwrap().consumer.username, "web");
-        let billing = peer(None, "CN=partner,O=Acme", &["other", "billing.internal"], &[]);
-        assert_eq!(&*match_peer(&billing, &index).unwrap().consumer.username, "billing");
+        let billing = peer(
+            None,
+            "CN=partner,O=Acme",
+            &["other", "billing.internal"],
+            &[],
+        );
+        assert_eq!(
+            &*match_peer(&billing, &index).unwrap().consumer.username,
+            "billing"
+        );
         let partner = peer(None, "CN=partner,O=Acme", &["unknown.internal"], &[]);
         let found = match_peer(&partner, &index).unwrap();
         assert_eq!(&*found.consumer.username, "partner");
@@ -71,7 +90,12 @@ mod tests {
     #[test]
     fn unknown_certificates_match_nothing() {
         let index = index();
-        let stranger = peer(Some("spiffe://other.domain/ns/shop/sa/web"), "CN=partner", &["billing.internal.evil"], &[]);
+        let stranger = peer(
+            Some("spiffe://other.domain/ns/shop/sa/web"),
+            "CN=partner",
+            &["billing.internal.evil"],
+            &[],
+        );
         assert!(match_peer(&stranger, &index).is_none());
         // Subject DNs compare whole: a prefix or a different order is another identity.
         assert!(match_peer(&peer(None, "O=Acme,CN=partner", &[], &[]), &index).is_none());
