@@ -161,3 +161,73 @@ async fn mtls_without_a_client_certificate_is_401_without_a_challenge() {
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").is_none());
 }
+
+#[tokio::test]
+async fn verified_client_certificates_map_to_consumers() {
+    use support::tls::{TestCa, TlsClientOptions, https_get};
+    let ca = TestCa::new("edge CA");
+    let clients = TestCa::new("client CA");
+    let server = ca.server(&["gateway.test"]);
+    let yaml = format!(
+        r#"listeners:
+  - name: https
+    address: "127.0.0.1:0"
+    tls:
+      certificates: [{{ cert: "{}", key: "{}" }}]
+      client_auth: {{ ca: "{}", required: false }}
+consumers:
+  - username: billing
+    groups: [internal]
+    credentials: [{{ mtls: {{ san: billing.internal }} }}]
+routes:
+{}"#,
+        server.cert.display(),
+        server.key.display(),
+        clients.ca_path().display(),
+        echo_route(
+            "mesh",
+            "/mesh",
+            "{ methods: [mtls], acl: { allow: [internal] } }"
+        ),
+    );
+    let node = start(&yaml).await;
+    let addr = node.addr("https");
+    let with_cert = |name: &str| TlsClientOptions {
+        client_cert: Some(clients.client(name)),
+        ..TlsClientOptions::trusting(&ca)
+    };
+    let r = https_get(
+        addr,
+        "gateway.test",
+        "/mesh",
+        &with_cert("billing.internal"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(seen["headers"]["x-consumer-username"], "billing");
+    assert_eq!(
+        seen["headers"]["x-credential-identifier"],
+        "billing.internal"
+    );
+    // A valid certificate for another name maps to no consumer; no certificate is absent.
+    let r = https_get(
+        addr,
+        "gateway.test",
+        "/mesh",
+        &with_cert("mallory.internal"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+    let r = https_get(
+        addr,
+        "gateway.test",
+        "/mesh",
+        &TlsClientOptions::trusting(&ca),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 401);
+}

@@ -70,3 +70,27 @@ async fn hash_key_refuses_malformed_keys_and_generates_good_ones() {
     assert!(status.success());
     assert!(stdout.starts_with("$argon2id$"));
 }
+
+/// The full example in docs/authentication.md loads and compiles.
+#[tokio::test]
+async fn the_documented_auth_config_is_valid() {
+    let path = format!("{}/../docs/authentication.md", env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(path).unwrap();
+    let body = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    assert!(body.starts_with("# full config"), "{body}");
+    let config = meshgate_config::parse_str(body, meshgate_config::Format::Yaml)
+        .unwrap_or_else(|e| panic!("documented config does not load: {e}"));
+    let compiled = meshgate_config::compile(&config).unwrap();
+    assert_eq!(compiled.auth.consumers.len(), 5);
+    assert!(compiled.auth.api_keys.contains_key("partner"));
+    // The documented key really matches the documented hash.
+    let stored = &compiled.auth.api_keys["partner"].phc;
+    assert!(meshgate::filters::auth::secrets::verify_phc(
+        b"partner.Zq8vN3rT5yU7iO9pA1sX4",
+        stored
+    ));
+}
