@@ -255,8 +255,8 @@ pub async fn authenticate<B>(
         },
         (None, _) => return Err(failure.response(policy, shared, &ctx.request_id)),
     };
-    if let Err(response) = authorize(policy, &identity, shared, &ctx.request_id) {
-        return Err(response);
+    if let Some(denied) = authorize(policy, &identity, shared, &ctx.request_id) {
+        return Err(denied);
     }
     identity_headers(req.headers_mut(), &identity);
     if !policy.forward_credentials {
@@ -472,25 +472,25 @@ fn challenges(headers: &mut HeaderMap, policy: &RoutePolicy, realm: &str, bearer
     }
 }
 
-/// ACL groups (deny wins) and required scopes.
+/// ACL groups (deny wins) and required scopes; `Some` is the 403 to answer.
 fn authorize(
     policy: &RoutePolicy,
     identity: &Identity,
     shared: &CompiledAuth,
     request_id: &HeaderValue,
-) -> Result<(), Response<ProxyBody>> {
+) -> Option<Response<ProxyBody>> {
     let consumer = &identity.consumer;
     let denied = consumer.in_any_group(&policy.deny_groups)
         || (!policy.allow_groups.is_empty() && !consumer.in_any_group(&policy.allow_groups));
     if denied {
-        return Err(error_response(
+        return Some(error_response(
             StatusCode::FORBIDDEN,
             "consumer is not allowed on this route",
             request_id,
         ));
     }
     if policy.scopes.is_empty() {
-        return Ok(());
+        return None;
     }
     let granted: Vec<&str> = identity
         .scopes
@@ -499,7 +499,7 @@ fn authorize(
         .map(|s| s.split(' ').collect())
         .unwrap_or_default();
     if policy.scopes.iter().all(|s| granted.contains(&s.as_str())) {
-        return Ok(());
+        return None;
     }
     let mut response = error_response(StatusCode::FORBIDDEN, "insufficient_scope", request_id);
     // RFC 6750 §3.1
@@ -511,7 +511,7 @@ fn authorize(
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         response.headers_mut().insert(WWW_AUTHENTICATE, v);
     }
-    Err(response)
+    Some(response)
 }
 
 /// The identity headers the upstream reads.
