@@ -8,6 +8,7 @@ mod api_keys;
 mod cli;
 mod introspection;
 mod jwt;
+mod reload;
 
 use support::TestNode;
 
