@@ -190,8 +190,8 @@ impl VerificationKey {
 
     /// A key built from raw parts, for the test vectors: the same checks as config and JWKS
     /// keys except the key-size policy.
-    #[doc(hidden)]
-    pub fn from_raw_for_tests(alg: Algorithm, key: RawKey<'_>) -> Result<Self, KeyError> {
+    #[cfg(test)]
+    pub(crate) fn from_raw_for_tests(alg: Algorithm, key: RawKey<'_>) -> Result<Self, KeyError> {
         let key = match key {
             RawKey::Rsa { n, e } => DecodingKey::from_rsa_raw_components(n, e),
             RawKey::Ec { x, y } => DecodingKey::from_ec_components(
@@ -208,8 +208,8 @@ impl VerificationKey {
 }
 
 /// Raw key material (test vectors).
-#[doc(hidden)]
-pub enum RawKey<'a> {
+#[cfg(test)]
+pub(crate) enum RawKey<'a> {
     Rsa { n: &'a [u8], e: &'a [u8] },
     Ec { x: &'a [u8], y: &'a [u8] },
     Ed(&'a [u8]),

@@ -197,9 +197,13 @@ impl AuthRuntime {
         let Some(g) = self.current.load_full() else {
             return AuthStats::default();
         };
-        let mut jwks: Vec<&Arc<JwksSource>> =
-            g.jwt.values().filter_map(|r| r.jwks.as_ref()).collect();
-        jwks.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        // Providers may share one source: count each once.
+        let mut jwks: Vec<&Arc<JwksSource>> = Vec::new();
+        for source in g.jwt.values().filter_map(|r| r.jwks.as_ref()) {
+            if !jwks.iter().any(|s| Arc::ptr_eq(s, source)) {
+                jwks.push(source);
+            }
+        }
         AuthStats {
             argon2_verifications: g.secrets.verifications(),
             jwks_fetches: jwks.iter().map(|s| s.fetches()).sum(),
