@@ -13,9 +13,9 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 pub use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use serde::Deserialize;
 
 /// RFC 7518 §3.3: RSA keys of at least 2048 bits.
@@ -280,7 +280,12 @@ pub fn verify_signature(
         }
     };
     let hmac = |algorithm| {
-        ring::hmac::verify(&ring::hmac::Key::new(algorithm, bytes), signing_input, signature).is_ok()
+        ring::hmac::verify(
+            &ring::hmac::Key::new(algorithm, bytes),
+            signing_input,
+            signature,
+        )
+        .is_ok()
     };
     let public = |algorithm: &'static dyn sig::VerificationAlgorithm| {
         sig::UnparsedPublicKey::new(algorithm, bytes)

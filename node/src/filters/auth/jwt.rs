@@ -193,7 +193,12 @@ impl JwtRuntime {
             statics.filter(|k| k.algorithms.contains(&alg)).collect();
         let mut set: Option<Arc<KeySet>> = None;
         if let Some(jwks) = &self.jwks {
-            let mut current = jwks.loaded().await;
+            // A token for a static key never waits for the key set's first load.
+            let mut current = if static_candidates.is_empty() {
+                jwks.loaded().await
+            } else {
+                jwks.current()
+            };
             if let Some(kid) = kid
                 && !current.has_kid(kid)
                 && static_candidates.is_empty()
