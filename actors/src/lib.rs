@@ -5,13 +5,18 @@
 pub mod backoff;
 pub mod clock;
 pub mod config_watcher;
+pub mod discovery_watcher;
+pub mod health;
 pub mod listener;
+pub mod mesh;
+pub mod registrar;
 pub mod snapshot;
 pub mod supervisor;
 pub mod tls;
 pub mod upstream;
 
 pub use config_watcher::{ConfigWatcher, ConfigWatcherMsg, ReloadTrigger};
+pub use health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 pub use listener::{AcceptedConnection, ConnectionHandler, ListenerRuntime};
 pub use snapshot::{BoundListener, NodeView, ReloadEvent, Snapshot};
 pub use supervisor::{ChildKey, NodeServices, Supervisor, SupervisorArgs, SupervisorMsg};

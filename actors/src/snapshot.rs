@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub bound: Vec<BoundListener>,
     /// TLS of the listeners that terminate it, loaded from their files.
     pub tls: crate::tls::LoadedTls,
+    /// The mesh identity, authorization and CA service, when this node is in a mesh.
+    pub mesh: Option<Arc<crate::mesh::MeshRuntime>>,
+    /// Where the CA service listens, on the node that runs it.
+    pub ca_address: Option<SocketAddr>,
     pub loaded_at: SystemTime,
 }
 
@@ -50,6 +54,11 @@ impl Snapshot {
             .iter()
             .find(|l| &*l.name == listener)
             .is_none_or(|l| l.http2)
+    }
+
+    /// A listener's compiled settings.
+    pub fn listener(&self, name: &str) -> Option<&meshgate_config::ListenerSpec> {
+        self.config.listeners.iter().find(|l| &*l.name == name)
     }
 
     /// The TLS a listener terminates, if any.

@@ -9,16 +9,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use meshgate_config::CompiledConfig;
+use meshgate_config::{CompiledConfig, UpstreamSpec};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
 use crate::backoff::Backoff;
 use crate::config_watcher::{ConfigWatcher, ConfigWatcherArgs};
+use crate::health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
 use crate::snapshot::{BoundListener, NodeView, Snapshot};
 use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
+
+mod mesh;
+
+pub use mesh::CA_LISTENER;
 
 /// The first restart waits this long; each further one doubles, up to [`RESTART_CAP`].
 const RESTART_BASE: Duration = Duration::from_millis(50);
@@ -34,6 +39,8 @@ pub const ADMIN_LISTENER: &str = "admin";
 pub struct NodeServices {
     pub proxy: Arc<dyn ConnectionHandler>,
     pub admin: Arc<dyn ConnectionHandler>,
+    /// The mesh CA service (HTTPS, CSR signing), on nodes configured to run it.
+    pub ca: Arc<dyn ConnectionHandler>,
 }
 
 pub struct SupervisorArgs {
@@ -51,6 +58,10 @@ pub enum ChildKey {
     Listener(Arc<str>),
     AdminListener,
     UpstreamPool(Arc<str>),
+    CertRotator,
+    CaListener,
+    Registrar,
+    HealthChecker(Arc<str>),
 }
 
 #[derive(Debug)]
@@ -83,6 +94,7 @@ pub struct SupervisorState {
     cells: HashMap<ChildKey, ActorCell>,
     backoff: HashMap<ChildKey, Backoff>,
     shutting_down: bool,
+    mesh: Option<mesh::MeshState>,
 }
 
 #[derive(Default)]
@@ -111,6 +123,7 @@ impl Actor for Supervisor {
             cells: HashMap::new(),
             backoff: HashMap::new(),
             shutting_down: false,
+            mesh: None,
         };
         state
             .apply(&myself, args.config)
@@ -269,6 +282,32 @@ impl SupervisorState {
                 }
                 None => Ok(()),
             },
+            ChildKey::CertRotator => match self.cert_rotator_args() {
+                Some(args) => self
+                    .spawn_child::<crate::mesh::CertRotator, _>(myself, key.clone(), || args)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            },
+            ChildKey::CaListener => match self.ca_listener_runtime() {
+                Some(runtime) => self
+                    .spawn_child::<Listener, _>(myself, key.clone(), || runtime)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            },
+            ChildKey::Registrar => match self.config.registration.clone() {
+                Some(registration) => {
+                    let args = crate::registrar::RegistrarArgs {
+                        registration,
+                        connections: self.config.discovery.clone(),
+                    };
+                    self.spawn_child::<crate::registrar::Registrar, _>(myself, key.clone(), || args)
+                        .await
+                        .map(|_| ())
+                }
+                None => Ok(()),
+            },
             ChildKey::UpstreamPool(name) => {
                 let spec = self
                     .config
@@ -284,6 +323,23 @@ impl SupervisorState {
                         .await
                         .map(|_| ())
                     }
+                    _ => Ok(()),
+                }
+            }
+            ChildKey::HealthChecker(name) => {
+                let spec = self
+                    .config
+                    .upstreams
+                    .iter()
+                    .find(|u| u.name == *name)
+                    .and_then(|u| u.resilience.health_check.clone());
+                match (spec, self.upstreams.get(name).cloned()) {
+                    (Some(spec), Some(handle)) => self
+                        .spawn_child::<HealthChecker, _>(myself, key.clone(), || {
+                            HealthCheckerArgs { handle, spec }
+                        })
+                        .await
+                        .map(|_| ()),
                     _ => Ok(()),
                 }
             }
@@ -312,22 +368,38 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         config: Arc<CompiledConfig>,
     ) -> Result<u64, String> {
+        // 0. The mesh identity first: inbound listeners cannot serve without a certificate.
+        let mesh = self.reconcile_mesh(myself, &config).await?;
         // 1. Read TLS files and bind every new or moved listener first: a failure of either
         //    rejects the reload whole.
-        let tls = crate::tls::load_all(&config).map_err(|errors| {
+        let mut tls = crate::tls::load_all(&config).map_err(|errors| {
             errors
                 .iter()
                 .map(|e| e.to_string())
                 .collect::<Vec<_>>()
                 .join("\n")
         })?;
+        tls.extend(mesh.inbound_tls);
+        let identity = mesh.runtime.as_ref().map(|m| m.identity.clone());
+        let upstream_tls =
+            crate::tls::load_upstreams(&config, identity.as_deref()).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
         let mut new_listeners = Vec::new();
         for spec in &config.listeners {
             let address = spec.address.to_string();
+            // Same configured address, or the address this socket already holds (a port 0
+            // that a later config spells out): keep the socket.
             let unchanged = self
                 .listeners
                 .get(&spec.name)
-                .is_some_and(|(configured, _)| *configured == address);
+                .is_some_and(|(configured, rt)| {
+                    *configured == address || rt.local_addr == spec.address
+                });
             if !unchanged {
                 let runtime = ListenerRuntime::bind(
                     spec.name.clone(),
@@ -342,7 +414,10 @@ impl SupervisorState {
         }
         let mut new_admin = None;
         if let Some(address) = config.admin
-            && self.admin.as_ref().is_none_or(|(a, _)| *a != address)
+            && self
+                .admin
+                .as_ref()
+                .is_none_or(|(a, rt)| *a != address && rt.local_addr != address)
         {
             let runtime =
                 ListenerRuntime::bind(ADMIN_LISTENER.into(), address, self.services.admin.clone())
@@ -352,7 +427,7 @@ impl SupervisorState {
 
         // 2. Upstream pools: new ones resolve their targets before the snapshot names them.
         let mut handles = Vec::with_capacity(config.upstreams.len());
-        for spec in &config.upstreams {
+        for (spec, tls) in config.upstreams.iter().zip(upstream_tls) {
             let key = ChildKey::UpstreamPool(spec.name.clone());
             match self.upstreams.get(&spec.name) {
                 Some(handle) => {
@@ -376,6 +451,12 @@ impl SupervisorState {
                     handles.push(handle);
                 }
             }
+            if let Some(handle) = handles.last() {
+                handle.set_tls(tls);
+            }
+            self.reconcile_health_checker(myself, spec)
+                .await
+                .map_err(|e| format!("upstreams.{}.health_check: {e}", spec.name))?;
         }
 
         // 3. Listeners: start the new ones.
@@ -442,10 +523,15 @@ impl SupervisorState {
             upstreams: handles,
             bound,
             tls,
+            mesh: mesh.runtime,
+            ca_address: self.ca_bound(),
             loaded_at: SystemTime::now(),
         });
 
-        // 5. Forget what the new generation no longer names.
+        // 5. Registration follows the new config (a changed one deregisters, then registers).
+        self.reconcile_registrar(myself, &config).await;
+
+        // 6. Forget what the new generation no longer names.
         let gone: Vec<Arc<str>> = self
             .upstreams
             .keys()
@@ -453,6 +539,7 @@ impl SupervisorState {
             .cloned()
             .collect();
         for name in gone {
+            self.stop_child(&ChildKey::HealthChecker(name.clone()));
             self.stop_child(&ChildKey::UpstreamPool(name.clone()));
             self.upstreams.remove(&name);
         }
@@ -467,9 +554,79 @@ impl SupervisorState {
         Ok(self.generation)
     }
 
+    async fn reconcile_registrar(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        config: &CompiledConfig,
+    ) {
+        let running = self.cells.contains_key(&ChildKey::Registrar);
+        let unchanged = running
+            && config.registration == self.config.registration
+            && config.discovery == self.config.discovery;
+        if unchanged {
+            return;
+        }
+        if let Some(cell) = self.cells.remove(&ChildKey::Registrar) {
+            self.children.remove(&cell.get_id());
+            let _ = cell
+                .stop_and_wait(
+                    Some("registration changed".into()),
+                    Some(Duration::from_secs(5)),
+                )
+                .await;
+        }
+        if let Some(registration) = config.registration.clone() {
+            let args = crate::registrar::RegistrarArgs {
+                registration,
+                connections: config.discovery.clone(),
+            };
+            if let Err(e) = self
+                .spawn_child::<crate::registrar::Registrar, _>(myself, ChildKey::Registrar, || args)
+                .await
+            {
+                tracing::error!(error = %e, "registrar did not start; retrying with backoff");
+                myself.send_after(RESTART_BASE, || SupervisorMsg::Restart(ChildKey::Registrar));
+            }
+        }
+    }
+
+    /// Start, update or stop the upstream's `HealthChecker` to match its `health_check`.
+    async fn reconcile_health_checker(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        spec: &UpstreamSpec,
+    ) -> Result<(), ActorProcessingErr> {
+        let key = ChildKey::HealthChecker(spec.name.clone());
+        let Some(check) = spec.resilience.health_check.clone() else {
+            self.stop_child(&key);
+            return Ok(());
+        };
+        if let Some(cell) = self.cells.get(&key) {
+            let checker: ActorRef<HealthCheckerMsg> = cell.clone().into();
+            let _ = checker.cast(HealthCheckerMsg::UpdateSpec(check));
+            return Ok(());
+        }
+        let Some(handle) = self.upstreams.get(&spec.name).cloned() else {
+            return Ok(());
+        };
+        self.spawn_child::<HealthChecker, _>(myself, key, || HealthCheckerArgs {
+            handle,
+            spec: check,
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn shutdown(&mut self, deadline: Duration) -> usize {
         self.shutting_down = true;
         self.view.set_draining();
+        // Leave the registry first so that peers stop sending new traffic, then drain.
+        if let Some(cell) = self.cells.remove(&ChildKey::Registrar) {
+            self.children.remove(&cell.get_id());
+            let _ = cell
+                .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+                .await;
+        }
         let mut drains = tokio::task::JoinSet::new();
         for (_, runtime) in self.listeners.values() {
             let runtime = runtime.clone();

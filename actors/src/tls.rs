@@ -110,3 +110,140 @@ fn hsts_value(tls: &ListenerTlsConfig) -> Option<HeaderValue> {
     }
     HeaderValue::from_str(&value).ok()
 }
+
+/// How the data plane connects to one upstream over TLS.
+pub struct UpstreamTls {
+    pub connector: tokio_rustls::TlsConnector,
+    /// The SNI (and, for web PKI, the verified name); `None`: the endpoint's host.
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+/// Build the TLS of every upstream that has `tls:` or `mesh:` (index-aligned with
+/// `config.upstreams`); all problems, with field paths.
+pub fn load_upstreams(
+    config: &CompiledConfig,
+    mesh: Option<&crate::mesh::MeshIdentity>,
+) -> Result<Vec<Option<Arc<UpstreamTls>>>, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut loaded = Vec::with_capacity(config.upstreams.len());
+    for (i, spec) in config.upstreams.iter().enumerate() {
+        match load_upstream(spec, i, mesh) {
+            Ok(tls) => loaded.push(tls.map(Arc::new)),
+            Err(mut e) => {
+                errors.append(&mut e);
+                loaded.push(None);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+fn load_upstream(
+    spec: &meshgate_config::UpstreamSpec,
+    index: usize,
+    mesh: Option<&crate::mesh::MeshIdentity>,
+) -> Result<Option<UpstreamTls>, Vec<ConfigError>> {
+    use meshgate_config::model::UpstreamProtocol;
+    let alpn = match spec.protocol {
+        UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+        UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+    };
+    let base = format!("upstreams[{index}]");
+    if let Some(m) = &spec.mesh {
+        let at = format!("{base}.mesh");
+        let identity = mesh.ok_or_else(|| {
+            vec![ConfigError::new(
+                at.clone(),
+                "this node has no mesh identity (add the mesh section)",
+            )]
+        })?;
+        let expected = meshgate_pki::SpiffeId::service(
+            identity.spiffe_id.trust_domain(),
+            &m.namespace,
+            &m.service,
+        )
+        .map_err(|e| vec![ConfigError::new(at.clone(), e.to_string())])?;
+        let options = meshgate_pki::TlsOptions {
+            alpn,
+            allow_tls12: false,
+        };
+        let config = meshgate_pki::client_config(
+            identity.cert.clone(),
+            &identity.bundle,
+            meshgate_pki::ExpectedServer::Id(expected),
+            &options,
+        )
+        .map_err(|e| vec![ConfigError::new(at.clone(), e.to_string())])?;
+        // The mesh checks the SPIFFE id, not a DNS name; SNI just names the service.
+        let sni = format!("{}.{}.mesh", m.service, m.namespace);
+        return Ok(Some(UpstreamTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name: rustls::pki_types::ServerName::try_from(sni).ok(),
+        }));
+    }
+    let Some(tls) = &spec.tls else {
+        return Ok(None);
+    };
+    let at = format!("{base}.tls");
+    let mut errors = Vec::new();
+    let roots = read(&tls.ca, &format!("{at}.ca"), &mut errors).and_then(|pem| {
+        certificates_from_pem(&pem)
+            .map_err(|e| errors.push(ConfigError::new(format!("{at}.ca"), e.to_string())))
+            .ok()
+    });
+    let client = match &tls.client_certificate {
+        Some(c) => {
+            let cert = read(
+                &c.cert,
+                &format!("{at}.client_certificate.cert"),
+                &mut errors,
+            );
+            let key = read(&c.key, &format!("{at}.client_certificate.key"), &mut errors);
+            match (cert, key) {
+                (Some(cert), Some(key)) => match EdgeCertificate::from_pem(&cert, &key, vec![]) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(ConfigError::new(
+                            format!("{at}.client_certificate"),
+                            e.to_string(),
+                        ));
+                        None
+                    }
+                },
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let server_name = match &tls.server_name {
+        Some(name) => match rustls::pki_types::ServerName::try_from(name.clone()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.push(ConfigError::new(format!("{at}.server_name"), e.to_string()));
+                None
+            }
+        },
+        None => None,
+    };
+    let Some(roots) = roots.filter(|_| errors.is_empty()) else {
+        return Err(errors);
+    };
+    let config = meshgate_pki::upstream_client_config(&roots, client.as_ref(), alpn)
+        .map_err(|e| vec![ConfigError::new(at.clone(), e.to_string())])?;
+    Ok(Some(UpstreamTls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        server_name,
+    }))
+}

@@ -16,8 +16,13 @@ use crate::model::{
     UpstreamConfig, UpstreamProtocol, ValueMatchConfig,
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
+use crate::resilience::{RetrySpec, UpstreamResilience};
 use crate::route_table::RouteTable;
 use crate::validate::{split_host_port, validate};
+
+pub mod mesh;
+
+pub use mesh::{MeshAuthorization, MeshSpec};
 
 /// Everything the data plane and the actors need, derived once per config generation.
 #[derive(Debug)]
@@ -29,6 +34,12 @@ pub struct CompiledConfig {
     pub listeners: Vec<ListenerSpec>,
     pub routes: Vec<Arc<CompiledRoute>>,
     pub upstreams: Vec<Arc<UpstreamSpec>>,
+    /// This node's mesh identity and authorization, when it is part of a mesh.
+    pub mesh: Option<MeshSpec>,
+    /// Connections to discovery backends.
+    pub discovery: crate::model::DiscoveryConfig,
+    /// The local service's registration, if any.
+    pub registration: Option<crate::model::RegistrationConfig>,
     /// Consumers, identity providers and settings shared by every route's auth.
     pub auth: Arc<CompiledAuth>,
     /// The config this was compiled from (for the admin API and diffing on reload).
@@ -60,6 +71,8 @@ pub struct ListenerSpec {
     pub tls: Option<crate::model::ListenerTlsConfig>,
     /// Where this listener sits in the config file (`listeners[2]`), for error messages.
     pub field_path: String,
+    /// The mesh side of a sidecar: mTLS with the mesh identity, callers authorized.
+    pub mesh_inbound: bool,
 }
 
 /// A route ready to match and act.
@@ -138,6 +151,7 @@ pub struct ProxySpec {
     pub rewrite: PathRewrite,
     pub host: HostPolicy,
     pub timeout: Duration,
+    pub retry: RetrySpec,
 }
 
 /// How the forwarded path is derived from the client's.
@@ -207,11 +221,18 @@ pub struct TargetSpec {
 pub struct UpstreamSpec {
     pub name: Arc<str>,
     pub targets: Vec<TargetSpec>,
+    /// Where endpoints come from when not from `targets`.
+    pub discovery: Option<crate::model::UpstreamDiscoveryConfig>,
+    pub subset: Option<crate::model::SubsetConfig>,
+    pub prefer_zone: bool,
+    pub tls: Option<crate::model::tls::UpstreamTlsConfig>,
+    pub mesh: Option<crate::model::tls::UpstreamMeshConfig>,
     pub load_balancing: LoadBalancing,
     pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_endpoint: usize,
+    pub resilience: UpstreamResilience,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +319,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
             routes: table,
             tls: l.tls.clone(),
             field_path: format!("listeners[{li}]"),
+            mesh_inbound: l.mesh == Some(crate::model::MeshListenerRole::Inbound),
         });
     }
     if config.listeners.is_empty() {
@@ -328,6 +350,9 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         listeners,
         routes,
         upstreams,
+        mesh: config.mesh.as_ref().map(MeshSpec::new),
+        discovery: config.discovery.clone(),
+        registration: config.registration.clone(),
         auth,
         source: config.clone(),
     })
@@ -369,11 +394,17 @@ fn compile_upstream(u: &UpstreamConfig) -> UpstreamSpec {
     UpstreamSpec {
         name: u.name.as_str().into(),
         targets,
+        discovery: u.discovery.clone(),
+        subset: u.subset.clone(),
+        prefer_zone: u.prefer_zone,
+        tls: u.tls.clone(),
+        mesh: u.mesh.clone(),
         load_balancing,
         protocol: u.protocol,
         connect_timeout: u.connect_timeout.get(),
         idle_timeout: u.idle_timeout.get(),
         max_idle_per_endpoint: u.max_idle_per_endpoint,
+        resilience: UpstreamResilience::from_config(u),
     }
 }
 
@@ -476,6 +507,7 @@ fn compile_proxy(p: &ProxyConfig, upstream_index: &HashMap<&str, usize>) -> Prox
             .timeout
             .unwrap_or(crate::model::DEFAULT_ROUTE_TIMEOUT)
             .get(),
+        retry: p.retry.as_ref().map(RetrySpec::from).unwrap_or_default(),
     }
 }
 

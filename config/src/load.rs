@@ -43,6 +43,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listeners",
     "routes",
     "upstreams",
+    "mesh",
+    "discovery",
+    "registration",
     "auth",
     "consumers",
 ];
@@ -127,6 +130,13 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
         listeners: list(take("listeners"), &root.field("listeners"), &mut errors),
         routes: list(take("routes"), &root.field("routes"), &mut errors),
         upstreams: list(take("upstreams"), &root.field("upstreams"), &mut errors),
+        mesh: optional(take("mesh"), &root.field("mesh"), &mut errors),
+        discovery: section(take("discovery"), &root.field("discovery"), &mut errors),
+        registration: optional(
+            take("registration"),
+            &root.field("registration"),
+            &mut errors,
+        ),
         auth: section(take("auth"), &root.field("auth"), &mut errors),
         consumers: list(take("consumers"), &root.field("consumers"), &mut errors),
     };
@@ -145,6 +155,17 @@ fn section<T: DeserializeOwned + Default>(
     match value {
         None | Some(Value::Null) => T::default(),
         Some(value) => deserialize_at(value, path, errors).unwrap_or_default(),
+    }
+}
+
+fn optional<T: DeserializeOwned>(
+    value: Option<Value>,
+    path: &FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(value) => deserialize_at(value, path, errors),
     }
 }
 

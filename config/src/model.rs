@@ -8,9 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::model::{AuthConfig, ConsumerConfig, RouteAuthConfig};
 use crate::duration::HumanDuration;
+use crate::resilience::{
+    CircuitBreakerConfig, FallbackConfig, HealthCheckConfig, LimitsConfig, OutlierDetectionConfig,
+    RetryConfig,
+};
 
+pub mod discovery;
+pub mod mesh;
 pub mod tls;
 
+pub use discovery::{DiscoveryConfig, RegistrationConfig, SubsetConfig, UpstreamDiscoveryConfig};
+pub use mesh::MeshConfig;
 pub use tls::ListenerTlsConfig;
 
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8001";
@@ -40,6 +48,15 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// This node's identity in the service mesh (sidecar mode, mTLS).
+    #[serde(default)]
+    pub mesh: Option<MeshConfig>,
+    /// Connections to Consul, etcd and DNS for upstreams that discover their endpoints.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+    /// Register the local service in Consul or etcd (the `Registrar`).
+    #[serde(default)]
+    pub registration: Option<RegistrationConfig>,
     /// JWT issuers, introspection endpoints, API-key and Argon2 settings.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -113,6 +130,17 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// `inbound`: the mesh side of a sidecar — mutual TLS with the mesh identity, callers
+    /// authorized by their SPIFFE id (see `mesh.authorization`).
+    #[serde(default)]
+    pub mesh: Option<MeshListenerRole>,
+}
+
+/// What a listener does in the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeshListenerRole {
+    Inbound,
 }
 
 /// A rule: when a request matches, what to do with it.
@@ -197,6 +225,9 @@ pub struct ProxyConfig {
     /// The whole request, from routing to the last byte of the response headers.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// When a failed try is sent again (docs/resilience.md); absent = the defaults.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
 }
 
 /// Answer directly without any upstream.
@@ -221,6 +252,22 @@ pub struct UpstreamConfig {
     pub name: String,
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// Discover endpoints instead of listing `targets`.
+    #[serde(default)]
+    pub discovery: Option<UpstreamDiscoveryConfig>,
+    /// Keep only discovered instances with these tags and metadata (e.g. `version: v2`).
+    #[serde(default)]
+    pub subset: Option<SubsetConfig>,
+    /// Prefer endpoints in this node's zone (`discovery.zone`); others are used only when no
+    /// local one is available.
+    #[serde(default)]
+    pub prefer_zone: bool,
+    /// Re-encrypt: TLS to the upstream, verified against a CA bundle.
+    #[serde(default)]
+    pub tls: Option<tls::UpstreamTlsConfig>,
+    /// A mesh service: mutual TLS with this node's mesh identity, the callee's SPIFFE id checked.
+    #[serde(default)]
+    pub mesh: Option<tls::UpstreamMeshConfig>,
     #[serde(default)]
     pub load_balancing: LoadBalancingConfig,
     #[serde(default)]
@@ -232,6 +279,19 @@ pub struct UpstreamConfig {
     pub idle_timeout: HumanDuration,
     #[serde(default = "default_max_idle_per_endpoint")]
     pub max_idle_per_endpoint: usize,
+    // Resilience (docs/resilience.md).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(default)]
+    pub outlier_detection: OutlierDetectionConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
+    #[serde(default = "crate::resilience::default_panic_threshold")]
+    pub panic_threshold: u32,
 }
 
 /// One backend address.

@@ -11,6 +11,9 @@ use crate::model::{
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
 
+mod discovery;
+mod mesh;
+
 /// Check everything that serde's types cannot express. `Ok(())` means `compile` will succeed
 /// except for route-table conflicts, which `compile` reports the same way.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
@@ -57,6 +60,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     for (i, r) in config.routes.iter().enumerate() {
         v.route(r, &root.field("routes").index(i), &listeners, &upstreams);
     }
+    v.mesh(config, &root);
+    v.discovery(config, &root);
     v.errors.extend(crate::auth::validate_auth(config));
     v.finish()
 }
@@ -349,6 +354,9 @@ impl Validator {
         {
             self.push(path.field("timeout").error("must be greater than zero"));
         }
+        if let Some(r) = &p.retry {
+            crate::resilience::check::retry(r, &path.field("retry"), &mut self.errors);
+        }
     }
 
     fn respond(&mut self, d: &RespondConfig, path: &FieldPath) {
@@ -375,11 +383,16 @@ impl Validator {
     }
 
     fn upstream(&mut self, u: &UpstreamConfig, path: &FieldPath) {
-        if u.targets.is_empty() {
-            self.push(
+        match (&u.discovery, u.targets.is_empty()) {
+            (None, true) => self.push(
                 path.field("targets")
-                    .error("an upstream needs at least one target"),
-            );
+                    .error("an upstream needs at least one target, or a discovery source"),
+            ),
+            (Some(_), false) => self.push(
+                path.field("targets")
+                    .error("list targets or discover them, not both"),
+            ),
+            _ => {}
         }
         for (i, t) in u.targets.iter().enumerate() {
             let p = path.field("targets").index(i);
@@ -422,6 +435,7 @@ impl Validator {
                 _ => {}
             }
         }
+        crate::resilience::check::upstream(u, path, &mut self.errors);
     }
 }
 

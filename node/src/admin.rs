@@ -1,5 +1,8 @@
 //! The admin listener: `GET /status` (version, uptime, config generation, listeners, last
-//! reload) and `GET /health` (liveness and readiness). Read-only views of the published state.
+//! reload), `GET /health` (liveness and readiness) and `GET /upstreams[/{name}/health]`
+//! (endpoint health, circuit breakers). Read-only views of the published state.
+
+mod upstreams;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,14 +33,29 @@ impl AdminService {
 
     fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
         let request_id = request_id::take_or_generate(req.headers());
-        let mut response = match (req.method(), req.uri().path()) {
-            (&Method::GET, "/status") => json_response(StatusCode::OK, self.status()),
-            (&Method::GET, "/health") => self.health(),
-            (_, "/status" | "/health") => error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed",
-                &request_id,
-            ),
+        let path = req.uri().path();
+        let upstream = path
+            .strip_prefix("/upstreams/")
+            .and_then(|rest| rest.strip_suffix("/health"))
+            .filter(|name| !name.is_empty() && !name.contains('/'));
+        let mut response = match (req.method(), path, upstream) {
+            (&Method::GET, "/status", _) => json_response(StatusCode::OK, self.status()),
+            (&Method::GET, "/health", _) => self.health(),
+            (&Method::GET, "/mesh", _) => json_response(StatusCode::OK, self.mesh()),
+            (&Method::GET, "/upstreams", _) => {
+                json_response(StatusCode::OK, upstreams::all(&self.view.load()))
+            }
+            (&Method::GET, _, Some(name)) => match upstreams::one(&self.view.load(), name) {
+                Some(body) => json_response(StatusCode::OK, body),
+                None => error_response(StatusCode::NOT_FOUND, "no such upstream", &request_id),
+            },
+            (_, "/status" | "/health" | "/upstreams" | "/mesh", _) | (_, _, Some(_)) => {
+                error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed",
+                    &request_id,
+                )
+            }
             _ => error_response(StatusCode::NOT_FOUND, "no such admin endpoint", &request_id),
         };
         response
@@ -75,6 +93,23 @@ impl AdminService {
                 "ok": last.result.is_ok(),
                 "error": last.result.err(),
             },
+        })
+    }
+
+    fn mesh(&self) -> Value {
+        let snapshot = self.view.load();
+        let Some(mesh) = &snapshot.mesh else {
+            return json!({"enabled": false});
+        };
+        let identity = &mesh.identity;
+        json!({
+            "enabled": true,
+            "identity": identity.spiffe_id.to_string(),
+            "not_after": humantime::format_rfc3339_seconds(identity.not_after()).to_string(),
+            "seconds_to_expiry": identity.seconds_to_expiry(),
+            "renewals": identity.renewals(),
+            "last_renewal_error": identity.last_error(),
+            "ca_service": snapshot.ca_address.map(|a| a.to_string()),
         })
     }
 

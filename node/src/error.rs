@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
+use meshgate_actors::upstream::LimitKind;
 
 use crate::proxy::body::ProxyBody;
 
@@ -33,6 +34,9 @@ pub enum GatewayError {
     ConnectTimeout(Duration),
     #[error("upstream connect failed: {0}")]
     Connect(std::io::Error),
+    /// The TLS handshake with the upstream failed (wrong certificate, wrong SPIFFE id, …).
+    #[error("upstream TLS handshake failed: {0}")]
+    Tls(String),
     #[error("upstream closed the connection before responding")]
     UpstreamClosed,
     #[error("upstream timed out after {0:?}")]
@@ -41,6 +45,14 @@ pub enum GatewayError {
     UpstreamProtocol(String),
     #[error("upstream upgrade failed: {0}")]
     Upgrade(String),
+    #[error("circuit breaker open; retry after {retry_after:?}")]
+    CircuitOpen { retry_after: Duration },
+    #[error("upstream {0:?} limit reached")]
+    LimitReached(LimitKind),
+    #[error("request body could not be read")]
+    RequestBody,
+    #[error("request body not received in time")]
+    RequestTimeout,
 }
 
 impl GatewayError {
@@ -68,9 +80,14 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RequestBody => StatusCode::BAD_REQUEST,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::NoEndpoint(_)
+            | GatewayError::CircuitOpen { .. }
+            | GatewayError::LimitReached(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::ConnectRefused
             | GatewayError::Connect(_)
+            | GatewayError::Tls(_)
             | GatewayError::UpstreamClosed
             | GatewayError::UpstreamProtocol(_)
             | GatewayError::Upgrade(_) => StatusCode::BAD_GATEWAY,
@@ -82,10 +99,14 @@ impl GatewayError {
 
     pub fn culprit(&self) -> Culprit {
         match self {
-            GatewayError::NoRoute | GatewayError::BadRequest(_) | GatewayError::PayloadTooLarge => {
-                Culprit::Client
-            }
-            GatewayError::NoEndpoint(_) => Culprit::Gateway,
+            GatewayError::NoRoute
+            | GatewayError::BadRequest(_)
+            | GatewayError::PayloadTooLarge
+            | GatewayError::RequestBody
+            | GatewayError::RequestTimeout => Culprit::Client,
+            GatewayError::NoEndpoint(_)
+            | GatewayError::CircuitOpen { .. }
+            | GatewayError::LimitReached(_) => Culprit::Gateway,
             _ => Culprit::Upstream,
         }
     }
@@ -98,7 +119,17 @@ impl GatewayError {
             GatewayError::ConnectRefused
                 | GatewayError::ConnectTimeout(_)
                 | GatewayError::Connect(_)
+                | GatewayError::Tls(_)
                 | GatewayError::NoEndpoint(_)
+        )
+    }
+
+    /// The connection broke or the upstream answered with something that is not HTTP, before
+    /// any response header: the request may or may not have been processed.
+    pub fn is_reset(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::UpstreamClosed | GatewayError::UpstreamProtocol(_)
         )
     }
 
@@ -112,16 +143,38 @@ impl GatewayError {
             GatewayError::ConnectRefused => "upstream refused the connection",
             GatewayError::ConnectTimeout(_) => "upstream connect timed out",
             GatewayError::Connect(_) => "upstream connect failed",
+            GatewayError::Tls(_) => "upstream TLS handshake failed",
             GatewayError::UpstreamClosed => "upstream closed the connection",
             GatewayError::UpstreamTimeout(_) => "upstream timed out",
             GatewayError::UpstreamProtocol(_) => "upstream sent an invalid response",
             GatewayError::Upgrade(_) => "upstream refused the protocol upgrade",
+            GatewayError::CircuitOpen { .. } => "upstream circuit breaker is open",
+            GatewayError::LimitReached(LimitKind::Connection | LimitKind::Pending) => {
+                "upstream connection limit reached"
+            }
+            GatewayError::LimitReached(LimitKind::Request | LimitKind::Retry) => {
+                "upstream concurrency limit reached"
+            }
+            GatewayError::RequestBody => "request body could not be read",
+            GatewayError::RequestTimeout => "request body not received in time",
         }
     }
 
     pub fn to_response(&self, request_id: &HeaderValue) -> Response<ProxyBody> {
-        error_response(self.status(), self.public_message(), request_id)
+        let mut response = error_response(self.status(), self.public_message(), request_id);
+        if let GatewayError::CircuitOpen { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_value(*retry_after));
+        }
+        response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1 (RFC 9110 §10.2.3).
+pub fn retry_after_value(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 /// The standard error body: `{"error":{"code":404,"message":"…","request_id":"…"}}`.
@@ -181,5 +234,25 @@ mod tests {
         assert_eq!(GatewayError::NoEndpoint("u".into()).status(), 503);
         assert!(GatewayError::ConnectRefused.never_reached_upstream());
         assert!(!GatewayError::UpstreamClosed.never_reached_upstream());
+        assert_eq!(
+            GatewayError::CircuitOpen {
+                retry_after: Duration::from_secs(1)
+            }
+            .status(),
+            503
+        );
+        assert_eq!(GatewayError::LimitReached(LimitKind::Request).status(), 503);
+    }
+
+    #[test]
+    fn an_open_circuit_says_when_to_come_back() {
+        let r = GatewayError::CircuitOpen {
+            retry_after: Duration::from_millis(1500),
+        }
+        .to_response(&HeaderValue::from_static("id"));
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(retry_after_value(Duration::from_millis(10)), "1");
+        assert_eq!(retry_after_value(Duration::from_secs(30)), "30");
     }
 }

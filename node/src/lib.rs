@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod error;
 pub mod filters;
+pub mod mesh;
 pub mod node;
 pub mod proxy;
 pub mod router;

@@ -48,6 +48,7 @@ impl Node {
         let services = NodeServices {
             proxy: ProxyService::new(view.clone(), filters.clone()),
             admin: AdminService::new(view.clone()),
+            ca: crate::mesh::ca_service::CaService::new(view.clone()),
         };
         let args = SupervisorArgs {
             config: Arc::new(config),
@@ -84,6 +85,8 @@ fn empty_snapshot() -> Result<Snapshot, StartError> {
         upstreams: Vec::new(),
         bound: Vec::new(),
         tls: Vec::new(),
+        mesh: None,
+        ca_address: None,
         loaded_at: SystemTime::now(),
     })
 }
@@ -141,6 +144,34 @@ impl NodeHandle {
                 .record_reload(self.view.generation(), Err(e.to_string())),
         }
         outcome
+    }
+
+    /// Where the mesh CA service listens, on a node that runs it.
+    pub fn ca_addr(&self) -> Option<SocketAddr> {
+        self.view.load().ca_address
+    }
+
+    /// Renew the mesh certificate now (as the `CertRotator` does on its schedule).
+    pub async fn rotate_mesh_certificate(&self) -> Result<(), ApplyError> {
+        let rotator = self
+            .children()
+            .await
+            .into_iter()
+            .find(|(key, _)| *key == ChildKey::CertRotator)
+            .map(|(_, cell)| ActorRef::<meshgate_actors::mesh::CertRotatorMsg>::from(cell))
+            .ok_or_else(|| ApplyError::Rejected("this node has no mesh identity".into()))?;
+        match rotator
+            .call(
+                meshgate_actors::mesh::CertRotatorMsg::RotateNow,
+                Some(Duration::from_secs(30)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(Ok(()))) => Ok(()),
+            Ok(CallResult::Success(Err(reason))) => Err(ApplyError::Rejected(reason)),
+            Ok(other) => Err(ApplyError::Unavailable(format!("{other:?}"))),
+            Err(e) => Err(ApplyError::Unavailable(e.to_string())),
+        }
     }
 
     /// The live children of the supervisor (for inspection and fault-injection tests).

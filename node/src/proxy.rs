@@ -1,25 +1,37 @@
-//! Forwarding a routed request to its upstream: pick an endpoint, rewrite path and headers,
-//! send over a pooled connection within the route's timeout, stream the response back.
+//! Forwarding a routed request to its upstream: admission (concurrency limits, circuit
+//! breaker), then tries — pick an endpoint, send over a pooled connection within the per-try
+//! and route deadlines, record the outcome in the breaker and the endpoint's outlier counter,
+//! retry when the policy and the retry budget allow — and stream the chosen response back.
+//! Everything here reads snapshots and updates atomics; rare events go to the pool actor.
 
 pub mod body;
 pub mod headers;
 pub mod pool;
+pub mod retry;
 pub mod upgrade;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use meshgate_actors::upstream::{Endpoint, PickContext, UpstreamHandle, stable_hash};
+use meshgate_actors::upstream::{
+    Admission, BreakerPermit, Endpoint, InFlight, LimitKind, PickContext, Slot, UpstreamHandle,
+    UpstreamPoolMsg, stable_hash,
+};
+use meshgate_config::UpstreamSpec;
 use meshgate_config::compile::{HashOn, HostPolicy, LoadBalancing, ProxySpec};
 use meshgate_config::model::UpstreamProtocol;
+use meshgate_config::resilience::UpstreamResilience;
+use tokio::time::Instant;
 
-use self::body::{ProxyBody, UpstreamBody};
+use self::body::{Held, ProxyBody, UpstreamBody};
 use self::headers::ClientSide;
-use self::pool::{Checkout, ConnPool, Lease, PoolSettings};
-use crate::error::GatewayError;
+use self::pool::{Checkout, ConnLimits, ConnPool, Lease, PoolSettings};
+use self::retry::{RequestBody, TryFailure};
+use crate::error::{GatewayError, retry_after_value};
 use crate::server::ConnInfo;
 
 /// Everything routing decided about one proxied request.
@@ -28,7 +40,7 @@ pub struct ForwardRequest<'a> {
     pub params: &'a [(Arc<str>, String)],
     /// The canonical request path (see `router::normalize`).
     pub path: &'a str,
-    pub upstream: &'a UpstreamHandle,
+    pub upstream: &'a Arc<UpstreamHandle>,
     pub conn: &'a ConnInfo,
     pub request_id: &'a HeaderValue,
 }
@@ -44,186 +56,513 @@ pub async fn forward(req: Request<Incoming>, f: ForwardRequest<'_>) -> Response<
     }
 }
 
+/// A try that got response headers.
+struct Tried {
+    response: Response<Incoming>,
+    lease: Lease,
+    in_flight: InFlight,
+}
+
 async fn try_forward(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     f: &ForwardRequest<'_>,
 ) -> Result<Response<ProxyBody>, GatewayError> {
-    let (endpoint, spec) = {
-        let state = f.upstream.load();
-        let ctx = PickContext {
-            hash_key: hash_key(&state.spec.load_balancing, &req, f.conn, f.path),
-            avoid: None,
-        };
-        let endpoint = state
-            .pick(&ctx)
-            .cloned()
-            .ok_or_else(|| GatewayError::NoEndpoint(f.upstream.name.to_string()))?;
-        (endpoint, state.spec.clone())
+    let deadline = Instant::now() + f.spec.timeout;
+    let spec = f.upstream.load().spec.clone();
+    let request_slot = f
+        .upstream
+        .limits
+        .try_acquire(LimitKind::Request, spec.resilience.limits.max_requests)
+        .ok_or(GatewayError::LimitReached(LimitKind::Request))?;
+    let hash_key = hash_key(&spec.load_balancing, &req, f.conn, f.path);
+    if upgrade::is_upgrade_request(&req) {
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let (parts, _) = req.into_parts();
+        let head = UpstreamHead::new(parts, f, true)?;
+        return forward_upgrade(client_upgrade, head, f, &spec, hash_key).await;
+    }
+    let (parts, body) = req.into_parts();
+    let head = UpstreamHead::new(parts, f, false)?;
+    let resend_possible = f.spec.retry.non_idempotent || head.method.is_idempotent();
+    let mut body = RequestBody::prepare(body, &f.spec.retry, resend_possible, deadline).await?;
+    let tries = Tries {
+        f,
+        spec: &spec,
+        head: &head,
+        hash_key,
+        deadline,
     };
-    let settings = PoolSettings {
+    tries.run(&mut body, request_slot).await
+}
+
+/// One request's tries against its upstream.
+struct Tries<'a> {
+    f: &'a ForwardRequest<'a>,
+    spec: &'a UpstreamSpec,
+    head: &'a UpstreamHead,
+    hash_key: Option<u64>,
+    deadline: Instant,
+}
+
+impl Tries<'_> {
+    async fn run(
+        &self,
+        body: &mut RequestBody,
+        request_slot: Slot,
+    ) -> Result<Response<ProxyBody>, GatewayError> {
+        let retry = &self.f.spec.retry;
+        let resilience = &self.spec.resilience;
+        let upstream = self.f.upstream;
+        let mut last: Option<Result<Tried, GatewayError>> = None;
+        let mut retry_slot: Option<Slot> = None;
+        let mut avoid = None;
+        for n in 0..=retry.attempts {
+            if n > 0 {
+                // The previous retry is over; the next one needs the budget's consent.
+                retry_slot = None;
+                match self.prepare_retry(n).await {
+                    Some(slot) => retry_slot = Some(slot),
+                    None => break,
+                }
+            }
+            let permit = match upstream.breaker.admit(resilience.breaker.as_ref()) {
+                Admission::Pass(permit) => permit,
+                Admission::Reject { retry_after } if last.is_none() => {
+                    return circuit_open(resilience, retry_after);
+                }
+                Admission::Reject { .. } => break,
+            };
+            let state = upstream.load_full();
+            let ctx = PickContext {
+                hash_key: self.hash_key,
+                avoid,
+            };
+            let Some(endpoint) = state.pick(&ctx).cloned() else {
+                if last.is_none() {
+                    return Err(GatewayError::NoEndpoint(upstream.name.to_string()));
+                }
+                break;
+            };
+            let outcome = self
+                .try_with_deadline(&endpoint, &state.endpoints, body)
+                .await;
+            if let Err(e @ GatewayError::LimitReached(_)) = outcome {
+                // Our own bound, not the upstream's fault: no verdict, no retry.
+                return Err(e);
+            }
+            let success = outcome
+                .as_ref()
+                .is_ok_and(|t| !t.response.status().is_server_error());
+            record(upstream, resilience, &endpoint, permit, success);
+            let again = self.wants_retry(&outcome, body);
+            last = Some(outcome);
+            if !again {
+                break;
+            }
+            avoid = Some(endpoint.address);
+        }
+        match last {
+            Some(Ok(tried)) => Ok(respond(tried, self.f, [Some(request_slot), retry_slot])),
+            Some(Err(e)) => Err(e),
+            None => Err(GatewayError::NoEndpoint(upstream.name.to_string())),
+        }
+    }
+
+    /// Retry number `n`: a slot of the retry budget, then the jittered back-off. `None` when
+    /// the budget is spent or the wait would outlast the route deadline.
+    async fn prepare_retry(&self, n: u32) -> Option<Slot> {
+        let wait = retry::backoff(&self.f.spec.retry, n);
+        if Instant::now() + wait >= self.deadline {
+            return None;
+        }
+        let upstream = self.f.upstream;
+        let Some(slot) = upstream.limits.try_retry(&self.spec.resilience.limits) else {
+            tracing::debug!(upstream = %upstream.name, "retry budget spent; not retrying");
+            return None;
+        };
+        tokio::time::sleep(wait).await;
+        Some(slot)
+    }
+
+    /// Whether the policy sends the request again after this outcome.
+    fn wants_retry(&self, outcome: &Result<Tried, GatewayError>, body: &RequestBody) -> bool {
+        let retry = &self.f.spec.retry;
+        let failure = match outcome {
+            Ok(t) if retry::is_retried_status(retry, t.response.status()) => TryFailure::Status,
+            Ok(_) => return false,
+            Err(e) => match TryFailure::of_error(e) {
+                Some(failure) => failure,
+                None => return false,
+            },
+        };
+        Instant::now() < self.deadline
+            && retry::should_retry(retry, failure, &self.head.method, body)
+    }
+
+    /// One try, bounded by `per_try_timeout` and by what is left of the route timeout.
+    async fn try_with_deadline(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        siblings: &[Arc<Endpoint>],
+        body: &mut RequestBody,
+    ) -> Result<Tried, GatewayError> {
+        let per_try = self.f.spec.retry.per_try_timeout;
+        let try_deadline = per_try
+            .map(|t| Instant::now() + t)
+            .filter(|t| *t < self.deadline);
+        let attempt = self.try_once(endpoint, siblings, body);
+        match tokio::time::timeout_at(try_deadline.unwrap_or(self.deadline), attempt).await {
+            Ok(result) => result,
+            // The try's connection is dropped with it: closed, never reused.
+            Err(_) => Err(GatewayError::UpstreamTimeout(
+                match (try_deadline, per_try) {
+                    (Some(_), Some(per_try)) => per_try,
+                    _ => self.f.spec.timeout,
+                },
+            )),
+        }
+    }
+
+    async fn try_once(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        siblings: &[Arc<Endpoint>],
+        body: &mut RequestBody,
+    ) -> Result<Tried, GatewayError> {
+        let settings = pool_settings(self.spec, self.f.upstream);
+        let pool: Arc<ConnPool> = endpoint
+            .data_plane(|| {
+                Arc::new(ConnPool::new(
+                    endpoint.address,
+                    endpoint_host(endpoint),
+                    &settings,
+                ))
+            })
+            .cloned()
+            .ok_or(GatewayError::UpstreamClosed)?;
+        let limits = &self.spec.resilience.limits;
+        let conn_limits = ConnLimits {
+            limits: &self.f.upstream.limits,
+            max_connections: limits.max_connections,
+            max_pending: limits.max_pending_requests,
+            siblings,
+        };
+        let in_flight = endpoint.start_request();
+        let started = Instant::now();
+        let exchange = Exchange {
+            pool: &pool,
+            settings: &settings,
+            limits: &conn_limits,
+            head: self.head,
+            spec: self.f.spec,
+            endpoint,
+        };
+        let (response, lease) = exchange.run(self.spec.protocol, body).await?;
+        endpoint.stats.observe_rtt(started.elapsed());
+        Ok(Tried {
+            response,
+            lease,
+            in_flight,
+        })
+    }
+}
+
+/// Report a try's outcome: to the circuit breaker (whose trip is told to the pool once) and to
+/// the endpoint's consecutive-failure count (whose crossing asks the pool to eject it).
+fn record(
+    upstream: &UpstreamHandle,
+    resilience: &UpstreamResilience,
+    endpoint: &Endpoint,
+    permit: BreakerPermit,
+    success: bool,
+) {
+    if let Some(trip) = permit.record(resilience.breaker.as_ref(), success) {
+        upstream.report(UpstreamPoolMsg::BreakerOpened(trip));
+    }
+    if let Some(outlier) = &resilience.outlier {
+        if success {
+            endpoint.health.record_success();
+        } else if endpoint.health.record_failure(outlier.consecutive_failures) {
+            upstream.report(UpstreamPoolMsg::Eject(endpoint.address));
+        }
+    }
+}
+
+/// The answer while the circuit is open: the upstream's fallback, or the standard 503.
+fn circuit_open(
+    resilience: &UpstreamResilience,
+    retry_after: Duration,
+) -> Result<Response<ProxyBody>, GatewayError> {
+    let Some(fallback) = &resilience.fallback else {
+        return Err(GatewayError::CircuitOpen { retry_after });
+    };
+    let mut response = Response::new(ProxyBody::full(fallback.body.clone()));
+    *response.status_mut() = fallback.status;
+    *response.headers_mut() = fallback.headers.clone();
+    if fallback.status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .entry(header::RETRY_AFTER)
+            .or_insert_with(|| retry_after_value(retry_after));
+    }
+    Ok(response)
+}
+
+fn respond(tried: Tried, f: &ForwardRequest<'_>, slots: [Option<Slot>; 2]) -> Response<ProxyBody> {
+    let (mut parts, body) = tried.response.into_parts();
+    headers::to_client(&mut parts.headers, parts.version, f.request_id, false);
+    parts.version = Version::HTTP_11;
+    let held = Held {
+        in_flight: tried.in_flight,
+        slots,
+    };
+    Response::from_parts(
+        parts,
+        ProxyBody::Upstream(UpstreamBody::new(body, tried.lease, held)),
+    )
+}
+
+fn pool_settings(spec: &UpstreamSpec, upstream: &UpstreamHandle) -> PoolSettings {
+    PoolSettings {
         connect_timeout: spec.connect_timeout,
         idle_timeout: spec.idle_timeout,
         max_idle: spec.max_idle_per_endpoint,
-    };
-    let pool: Arc<ConnPool> = endpoint
-        .data_plane(|| Arc::new(ConnPool::new(endpoint.address, settings)))
-        .cloned()
-        .ok_or(GatewayError::UpstreamClosed)?;
-    let mut req = req;
-    let upgrading = upgrade::is_upgrade_request(&req);
-    let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
-    let protocol = if upgrading {
-        UpstreamProtocol::Http1
-    } else {
-        spec.protocol
-    };
-    let upstream_req = build_upstream_request(req, f, &endpoint, protocol, upgrading)?;
-    let in_flight = endpoint.start_request();
-    let started = tokio::time::Instant::now();
-    if let Some(client_upgrade) = client_upgrade {
-        return upgrade::forward(
-            client_upgrade,
-            upstream_req,
-            &pool,
-            &settings,
-            f.request_id,
-            in_flight,
-        )
-        .await;
+        tls: upstream.tls(),
     }
-    let sent = tokio::time::timeout(
-        f.spec.timeout,
-        send(&pool, &settings, protocol, upstream_req),
-    )
-    .await;
-    let (response, lease) = match sent {
-        Ok(result) => result?,
-        Err(_) => return Err(GatewayError::UpstreamTimeout(f.spec.timeout)),
-    };
-    endpoint.stats.observe_rtt(started.elapsed());
-    let (mut parts, body) = response.into_parts();
-    headers::to_client(&mut parts.headers, parts.version, f.request_id, false);
-    parts.version = Version::HTTP_11;
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::Upstream(UpstreamBody::new(body, lease, in_flight)),
-    ))
 }
 
-/// Send on a pooled connection. A reused HTTP/1.1 connection that turns out dead before the
-/// request was written is replaced once by a fresh one (the keep-alive race).
-async fn send(
-    pool: &Arc<ConnPool>,
-    settings: &PoolSettings,
-    protocol: UpstreamProtocol,
-    req: Request<ProxyBody>,
-) -> Result<(Response<Incoming>, Lease), GatewayError> {
-    match protocol {
-        UpstreamProtocol::Http2 => {
-            let Checkout::H2(conn) = pool.checkout_h2(settings).await? else {
+/// The endpoint's host without the port: the default TLS server name.
+fn endpoint_host(endpoint: &Endpoint) -> &str {
+    let host = endpoint.host_header.to_str().unwrap_or("");
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+            h.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => host,
+    }
+}
+
+/// A WebSocket (or other upgrade): one try, on a dedicated connection, no retry. The
+/// circuit breaker still decides whether it may go.
+async fn forward_upgrade(
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    head: UpstreamHead,
+    f: &ForwardRequest<'_>,
+    spec: &UpstreamSpec,
+    hash_key: Option<u64>,
+) -> Result<Response<ProxyBody>, GatewayError> {
+    let resilience = &spec.resilience;
+    let permit = match f.upstream.breaker.admit(resilience.breaker.as_ref()) {
+        Admission::Pass(permit) => permit,
+        Admission::Reject { retry_after } => return circuit_open(resilience, retry_after),
+    };
+    let endpoint = f
+        .upstream
+        .load()
+        .pick(&PickContext {
+            hash_key,
+            avoid: None,
+        })
+        .cloned()
+        .ok_or_else(|| GatewayError::NoEndpoint(f.upstream.name.to_string()))?;
+    let settings = pool_settings(spec, f.upstream);
+    let pool: Arc<ConnPool> = endpoint
+        .data_plane(|| {
+            Arc::new(ConnPool::new(
+                endpoint.address,
+                endpoint_host(&endpoint),
+                &settings,
+            ))
+        })
+        .cloned()
+        .ok_or(GatewayError::UpstreamClosed)?;
+    let upstream_req =
+        head.request(f.spec, &endpoint, UpstreamProtocol::Http1, ProxyBody::Empty)?;
+    let in_flight = endpoint.start_request();
+    let result = upgrade::forward(
+        client_upgrade,
+        upstream_req,
+        &pool,
+        &settings,
+        f.request_id,
+        in_flight,
+    )
+    .await;
+    let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
+    record(f.upstream, resilience, &endpoint, permit, success);
+    result
+}
+
+/// One try's request/response exchange on a pooled connection.
+struct Exchange<'a> {
+    pool: &'a Arc<ConnPool>,
+    settings: &'a PoolSettings,
+    limits: &'a ConnLimits<'a>,
+    head: &'a UpstreamHead,
+    spec: &'a ProxySpec,
+    endpoint: &'a Endpoint,
+}
+
+impl Exchange<'_> {
+    fn request(
+        &self,
+        protocol: UpstreamProtocol,
+        body: &mut RequestBody,
+    ) -> Result<Request<ProxyBody>, GatewayError> {
+        // A body is only missing when a stream already left, and then no try is made.
+        let body = body.take().ok_or(GatewayError::UpstreamClosed)?;
+        self.head.request(self.spec, self.endpoint, protocol, body)
+    }
+
+    /// A reused HTTP/1.1 connection that turns out dead before the request was written is
+    /// replaced once by a fresh one (the keep-alive race); a body never written is given back.
+    async fn run(
+        &self,
+        protocol: UpstreamProtocol,
+        body: &mut RequestBody,
+    ) -> Result<(Response<Incoming>, Lease), GatewayError> {
+        if protocol == UpstreamProtocol::Http2 {
+            let Checkout::H2(conn) = self.pool.checkout_h2(self.settings, self.limits).await?
+            else {
                 return Err(GatewayError::UpstreamClosed);
             };
             let response = conn
                 .sender()
-                .send_request(req)
+                .send_request(self.request(protocol, body)?)
                 .await
                 .map_err(|e| GatewayError::from_upstream(&e))?;
-            Ok((response, Lease::H2(conn)))
+            return Ok((response, Lease::H2(conn)));
         }
-        UpstreamProtocol::Http1 => {
-            let mut req = req;
-            for _attempt in 0..2 {
-                let Checkout::H1 { mut conn, reused } = pool.checkout_h1(settings).await? else {
-                    return Err(GatewayError::UpstreamClosed);
-                };
-                match conn.sender().try_send_request(req).await {
-                    Ok(response) => {
-                        return Ok((
-                            response,
-                            Lease::H1 {
-                                conn,
-                                pool: pool.clone(),
-                            },
-                        ));
+        let mut unsent: Option<Request<ProxyBody>> = None;
+        for _attempt in 0..2 {
+            let (mut conn, reused) = match self.pool.checkout_h1(self.settings, self.limits).await {
+                Ok(Checkout::H1 { conn, reused }) => (conn, reused),
+                Ok(Checkout::H2(_)) => return Err(GatewayError::UpstreamClosed),
+                Err(e) => {
+                    if let Some(req) = unsent {
+                        body.restore(req.into_body());
                     }
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) if reused => req = unsent,
-                        _ => return Err(GatewayError::from_upstream(e.error())),
-                    },
+                    return Err(e);
                 }
+            };
+            let req = match unsent.take() {
+                Some(req) => req,
+                None => self.request(protocol, body)?,
+            };
+            match conn.sender().try_send_request(req).await {
+                Ok(response) => {
+                    let lease = Lease::H1 {
+                        conn,
+                        pool: self.pool.clone(),
+                    };
+                    return Ok((response, lease));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(req) if reused => unsent = Some(req),
+                    Some(req) => {
+                        body.restore(req.into_body());
+                        return Err(GatewayError::from_upstream(e.error()));
+                    }
+                    None => return Err(GatewayError::from_upstream(e.error())),
+                },
             }
-            Err(GatewayError::UpstreamClosed)
         }
+        if let Some(req) = unsent {
+            body.restore(req.into_body());
+        }
+        Err(GatewayError::UpstreamClosed)
     }
 }
 
-fn build_upstream_request(
-    req: Request<Incoming>,
-    f: &ForwardRequest<'_>,
-    endpoint: &Endpoint,
-    protocol: UpstreamProtocol,
-    upgrading: bool,
-) -> Result<Request<ProxyBody>, GatewayError> {
-    let client_host = client_host(&req);
-    let path = if f.spec.rewrite.is_identity() {
-        f.path.to_string()
-    } else {
-        f.spec.rewrite.apply(f.path, f.params)
-    };
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    };
-    let path_and_query = PathAndQuery::try_from(path_and_query)
-        .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
-    let host = match &f.spec.host {
-        HostPolicy::Preserve => client_host
-            .clone()
-            .unwrap_or_else(|| endpoint.host_header.clone()),
-        HostPolicy::Upstream => endpoint.host_header.clone(),
-        HostPolicy::Fixed(value) => value.clone(),
-    };
-    let (mut parts, body) = req.into_parts();
-    // An upgrade request carries no body; its connection becomes the tunnel.
-    let body = if upgrading {
-        ProxyBody::Empty
-    } else {
-        ProxyBody::Incoming(body)
-    };
-    parts.extensions = http::Extensions::new();
-    let client = ClientSide {
-        ip: f.conn.peer.ip(),
-        tls: f.conn.tls,
-        version: parts.version,
-        host: client_host.as_ref(),
-    };
-    headers::to_upstream(&mut parts.headers, &client, f.request_id, upgrading);
-    match protocol {
-        UpstreamProtocol::Http1 => {
-            parts.uri = Uri::from(path_and_query);
-            parts.version = Version::HTTP_11;
-            parts.headers.insert(header::HOST, host);
-        }
-        UpstreamProtocol::Http2 => {
-            let authority = Authority::try_from(host.as_bytes())
-                .unwrap_or_else(|_| Authority::from_static("upstream"));
-            parts.uri = Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(authority)
-                .path_and_query(path_and_query)
-                .build()
-                .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
-            parts.version = Version::HTTP_2;
-            parts.headers.remove(header::HOST);
-        }
+/// The upstream request minus what depends on the try (endpoint, body): method, rewritten
+/// path, forwarded headers.
+struct UpstreamHead {
+    method: Method,
+    path_and_query: PathAndQuery,
+    headers: HeaderMap,
+    client_host: Option<HeaderValue>,
+}
+
+impl UpstreamHead {
+    fn new(
+        parts: http::request::Parts,
+        f: &ForwardRequest<'_>,
+        upgrading: bool,
+    ) -> Result<Self, GatewayError> {
+        let client_host = client_host(&parts);
+        let path = if f.spec.rewrite.is_identity() {
+            f.path.to_string()
+        } else {
+            f.spec.rewrite.apply(f.path, f.params)
+        };
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let path_and_query = PathAndQuery::try_from(path_and_query)
+            .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+        let mut headers = parts.headers;
+        let client = ClientSide {
+            ip: f.conn.peer.ip(),
+            tls: f.conn.tls,
+            version: parts.version,
+            host: client_host.as_ref(),
+        };
+        headers::to_upstream(&mut headers, &client, f.request_id, upgrading);
+        Ok(Self {
+            method: parts.method,
+            path_and_query,
+            headers,
+            client_host,
+        })
     }
-    Ok(Request::from_parts(parts, body))
+
+    fn request(
+        &self,
+        spec: &ProxySpec,
+        endpoint: &Endpoint,
+        protocol: UpstreamProtocol,
+        body: ProxyBody,
+    ) -> Result<Request<ProxyBody>, GatewayError> {
+        let host = match &spec.host {
+            HostPolicy::Preserve => self
+                .client_host
+                .clone()
+                .unwrap_or_else(|| endpoint.host_header.clone()),
+            HostPolicy::Upstream => endpoint.host_header.clone(),
+            HostPolicy::Fixed(value) => value.clone(),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.headers_mut() = self.headers.clone();
+        match protocol {
+            UpstreamProtocol::Http1 => {
+                *req.uri_mut() = Uri::from(self.path_and_query.clone());
+                *req.version_mut() = Version::HTTP_11;
+                req.headers_mut().insert(header::HOST, host);
+            }
+            UpstreamProtocol::Http2 => {
+                let authority = Authority::try_from(host.as_bytes())
+                    .unwrap_or_else(|_| Authority::from_static("upstream"));
+                *req.uri_mut() = Uri::builder()
+                    .scheme(Scheme::HTTP)
+                    .authority(authority)
+                    .path_and_query(self.path_and_query.clone())
+                    .build()
+                    .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+                *req.version_mut() = Version::HTTP_2;
+                req.headers_mut().remove(header::HOST);
+            }
+        }
+        Ok(req)
+    }
 }
 
 /// The Host the client addressed: the Host header, or the HTTP/2 authority.
-fn client_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
+fn client_host(parts: &http::request::Parts) -> Option<HeaderValue> {
+    parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     })

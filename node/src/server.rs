@@ -85,6 +85,9 @@ impl Gateway {
         };
         let (matched, upstream) = {
             let snapshot = self.view.load();
+            if let Err((status, message)) = crate::mesh::authorize(&snapshot, &ctx.conn) {
+                return crate::error::error_response(status, &message, &ctx.request_id);
+            }
             let Some(table) = snapshot.route_table(&ctx.conn.listener) else {
                 return GatewayError::NoRoute.to_response(&ctx.request_id);
             };
@@ -210,6 +213,8 @@ pub struct TlsInfo {
     pub server_name: Option<String>,
     /// The client's certificate chain when it presented one (edge client auth).
     pub peer_certificates: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// The client's SPIFFE id, when its certificate carries one (mesh callers).
+    pub peer_spiffe_id: Option<String>,
     /// The listener's `Strict-Transport-Security` value, if configured.
     pub hsts: Option<http::HeaderValue>,
 }
@@ -241,7 +246,12 @@ async fn serve_tls(
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
         _ => "TLSv1.3",
     };
+    let peer_spiffe_id = session
+        .peer_certificates()
+        .and_then(|chain| meshgate_pki::peer_spiffe_id(chain).ok())
+        .map(|id| id.to_string());
     let tls_info = TlsInfo {
+        peer_spiffe_id,
         version,
         alpn: session.alpn_protocol().map(<[u8]>::to_vec),
         server_name: session.server_name().map(str::to_string),

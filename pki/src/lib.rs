@@ -70,5 +70,6 @@ pub use rotation::{
 };
 pub use spiffe::SpiffeId;
 pub use tls::{
-    ALPN_H2, ALPN_HTTP_1_1, ExpectedServer, SwappableCert, TlsOptions, client_config, server_config,
+    ALPN_H2, ALPN_HTTP_1_1, ExpectedServer, SwappableCert, TlsOptions, anonymous_client_config,
+    client_config, optional_client_auth_server_config, server_config,
 };

@@ -146,3 +146,46 @@ pub fn client_config(
 
 #[cfg(test)]
 mod tests;
+
+/// Like [`client_config`] but presenting no certificate: how a sidecar reaches the CA service
+/// before it has one (it authenticates with a bootstrap token instead).
+pub fn anonymous_client_config(
+    trust: &TrustBundle,
+    expected: ExpectedServer,
+    options: &TlsOptions,
+) -> Result<ClientConfig, PkiError> {
+    let provider = crypto_provider();
+    let verifier = SpiffeServerVerifier::new(
+        trust.root_store()?,
+        expected,
+        provider.signature_verification_algorithms,
+    );
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(options.versions())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = options.alpn.clone();
+    Ok(config)
+}
+
+/// A server config presenting `cert` that ASKS for a client certificate (verified against
+/// `trust` when given) but lets clients without one through — the CA service, where first-time
+/// sidecars authenticate with a token and renewing ones with their current certificate.
+pub fn optional_client_auth_server_config(
+    cert: Arc<SwappableCert>,
+    trust: &TrustBundle,
+    options: &TlsOptions,
+) -> Result<ServerConfig, PkiError> {
+    let provider = crypto_provider();
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(trust.root_store()?, Arc::clone(&provider))
+            .allow_unauthenticated()
+            .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(options.versions())?
+        .with_client_cert_verifier(client_verifier)
+        .with_cert_resolver(cert);
+    config.alpn_protocols = options.alpn.clone();
+    Ok(config)
+}

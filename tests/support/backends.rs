@@ -12,6 +12,8 @@
 //! | `/upload` | consumes the body as it streams, answers its length |
 //! | `/trailers` | a body followed by `grpc-status: 0` and `grpc-message: ok` trailers |
 //! | `/ws` | WebSocket echo |
+//! | `/health` | 200, or 503 after `set_healthy(false)` |
+//! | `/call/<host:port>/<path>` | calls `http://<host:port>/<path>` and answers `<name> -> <its body>` (an app that calls another service) |
 //!
 //! Counters let tests assert what reached the backend (accepted connections, requests).
 
@@ -45,6 +47,7 @@ pub struct BackendStats {
     requests: AtomicUsize,
     open: AtomicUsize,
     changed: tokio::sync::Notify,
+    unhealthy: std::sync::atomic::AtomicBool,
 }
 
 /// A running mock backend.
@@ -135,6 +138,11 @@ impl Backend {
             });
     }
 
+    /// What `/health` answers: 200 when healthy (the default), 503 when not.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.stats.unhealthy.store(!healthy, Ordering::SeqCst);
+    }
+
     /// Connections currently open.
     pub fn open_connections(&self) -> usize {
         self.stats.open.load(Ordering::SeqCst)
@@ -173,9 +181,18 @@ async fn accept_loop(
                 service_stats.requests.fetch_add(1, Ordering::SeqCst);
                 service_stats.changed.notify_waiters();
                 let name = name.clone();
+                let unhealthy = service_stats.unhealthy.load(Ordering::SeqCst);
                 async move {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
+                    }
+                    if req.uri().path() == "/health" {
+                        let status = if unhealthy {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            StatusCode::OK
+                        };
+                        return Ok::<_, Infallible>(full(status, "health"));
                     }
                     Ok::<_, Infallible>(respond(&name, req).await)
                 }
@@ -234,6 +251,7 @@ async fn respond(name: &str, req: Request<Incoming>) -> Response<TestBody> {
             full(StatusCode::OK, total.to_string())
         }
         ["trailers"] => trailers(),
+        ["call", target, rest @ ..] => call(name, target, &rest.join("/")).await,
         ["ws"] => websocket(req),
         _ => {
             let mut response = full(StatusCode::OK, format!("hello from {name}"));
@@ -278,6 +296,33 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<TestBody> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+async fn call(name: &str, target: &str, path: &str) -> Response<TestBody> {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let Ok(uri) = format!("http://{target}/{path}").parse::<http::Uri>() else {
+        return full(StatusCode::BAD_REQUEST, "bad call target");
+    };
+    match client.get(uri).await {
+        Ok(response) => {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            full(
+                status,
+                format!("{name} -> {}", String::from_utf8_lossy(&body)),
+            )
+        }
+        Err(e) => full(
+            StatusCode::BAD_GATEWAY,
+            format!("{name} could not call {target}: {e}"),
+        ),
+    }
 }
 
 fn reset_mid_body() -> Response<TestBody> {

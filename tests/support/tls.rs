@@ -230,3 +230,113 @@ pub fn replace_file(path: &Path, text: &str) {
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// A mesh CA directory (`meshgate pki init`) and leaves issued from it, for sidecar tests.
+pub struct MeshCa {
+    pub dir: tempfile::TempDir,
+    pub trust_domain: String,
+    ca: meshgate_pki::CertificateAuthority,
+}
+
+impl MeshCa {
+    pub fn new(trust_domain: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = meshgate_pki::init_ca_dir(dir.path(), trust_domain, false).unwrap();
+        Self {
+            dir,
+            trust_domain: trust_domain.to_string(),
+            ca,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn bundle_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn id(&self, service: &str) -> meshgate_pki::SpiffeId {
+        meshgate_pki::SpiffeId::service(&self.trust_domain, "default", service).unwrap()
+    }
+
+    /// A leaf for `service` in namespace `default`.
+    pub fn leaf(&self, service: &str) -> meshgate_pki::CertifiedLeaf {
+        self.ca
+            .issue(&meshgate_pki::LeafRequest::new(self.id(service)))
+            .unwrap()
+    }
+
+    /// A leaf that expired an hour ago.
+    pub fn expired_leaf(&self, service: &str) -> meshgate_pki::CertifiedLeaf {
+        let validity = meshgate_pki::Validity {
+            lifetime: std::time::Duration::from_secs(600),
+            backdate: std::time::Duration::from_secs(60),
+            issued_at: Some(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)),
+        };
+        self.ca
+            .issue(&meshgate_pki::LeafRequest {
+                validity,
+                ..meshgate_pki::LeafRequest::new(self.id(service))
+            })
+            .unwrap()
+    }
+
+    pub fn bundle(&self) -> meshgate_pki::TrustBundle {
+        self.ca.trust_bundle()
+    }
+}
+
+/// Call a mesh inbound listener as a sidecar would: present `leaf` (if any), require the
+/// server to be `expected`. Returns the status and body, or the handshake/exchange error.
+pub async fn mesh_get(
+    addr: SocketAddr,
+    leaf: Option<meshgate_pki::CertifiedLeaf>,
+    bundle: &meshgate_pki::TrustBundle,
+    expected: meshgate_pki::SpiffeId,
+    path: &str,
+) -> Result<(StatusCode, Bytes), String> {
+    let options = meshgate_pki::TlsOptions {
+        alpn: vec![b"http/1.1".to_vec()],
+        allow_tls12: false,
+    };
+    let expected = meshgate_pki::ExpectedServer::Id(expected);
+    let config = match leaf {
+        Some(leaf) => meshgate_pki::client_config(
+            Arc::new(meshgate_pki::SwappableCert::new(leaf)),
+            bundle,
+            expected,
+            &options,
+        ),
+        None => meshgate_pki::anonymous_client_config(bundle, expected, &options),
+    }
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("mesh.local").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "mesh.local")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}

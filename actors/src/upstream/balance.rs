@@ -68,7 +68,13 @@ impl Balancer {
         }
         let choice = match self {
             Balancer::RoundRobin { schedule, next } => {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                // A retry does not take a turn: otherwise a failing endpoint would be every
+                // request's first pick (its retry moving the schedule past the other one).
+                let i = if ctx.avoid.is_some() {
+                    next.load(Ordering::Relaxed)
+                } else {
+                    next.fetch_add(1, Ordering::Relaxed)
+                };
                 schedule.get(i % schedule.len().max(1)).map(|&e| e as usize)
             }
             Balancer::LeastRequests => Some(p2c(endpoints, |e| {
@@ -262,6 +268,26 @@ mod tests {
             }
         }
         assert_eq!(moved, 0);
+    }
+
+    #[test]
+    fn retries_do_not_shift_the_round_robin_turns() {
+        let eps = endpoints(&[1, 1]);
+        let b = Balancer::build(&LoadBalancing::RoundRobin, &eps);
+        let mut first_picks = [0, 0];
+        for _ in 0..10 {
+            let first = b.pick(&eps, &PickContext::default()).unwrap();
+            first_picks[first] += 1;
+            if first == 0 {
+                // Endpoint 0 fails; the retry avoids it.
+                let ctx = PickContext {
+                    hash_key: None,
+                    avoid: Some(eps[0].address),
+                };
+                assert_eq!(b.pick(&eps, &ctx), Some(1));
+            }
+        }
+        assert_eq!(first_picks, [5, 5]);
     }
 
     #[test]

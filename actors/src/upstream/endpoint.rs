@@ -1,9 +1,10 @@
 //! One resolved backend address and the per-endpoint atomics the data plane updates inline
-//! (in-flight count, peak-EWMA latency). No locks: readers and writers race benignly.
+//! (in-flight count, peak-EWMA latency, consecutive failures) beside the health the control
+//! plane decides (probe verdict, ejection). No locks: readers and writers race benignly.
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub struct Endpoint {
     /// `host:port` as configured, for `preserve_host: false`.
     pub host_header: HeaderValue,
     pub stats: EndpointStats,
+    pub health: EndpointHealth,
     /// The data plane's per-endpoint state (its connection pool), created on first use.
     data_plane: OnceLock<Box<dyn Any + Send + Sync>>,
 }
@@ -34,6 +36,7 @@ impl std::fmt::Debug for Endpoint {
             .field("address", &self.address)
             .field("weight", &self.weight)
             .field("in_flight", &self.stats.in_flight())
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -48,6 +51,7 @@ impl Endpoint {
             weight: weight.max(1),
             host_header,
             stats: EndpointStats::default(),
+            health: EndpointHealth::default(),
             data_plane: OnceLock::new(),
         }
     }
@@ -151,5 +155,169 @@ impl Drop for InFlight {
             .stats
             .in_flight
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An endpoint's health. The data plane only counts consecutive failures (and reports the one
+/// that crosses the threshold); the `UpstreamPool` actor alone writes the verdicts (probe
+/// result, ejection) and republishes the snapshot when they change.
+#[derive(Debug, Default)]
+pub struct EndpointHealth {
+    consecutive_failures: AtomicU32,
+    /// The active health checker's verdict (false until a probe says otherwise).
+    probe_failed: AtomicBool,
+    /// When the current ejection ends, in [`clock::nanos`]; 0 = not ejected.
+    ejected_until: AtomicU64,
+    /// How long the current (or last) ejection lasts, in nanoseconds.
+    ejection_nanos: AtomicU64,
+    /// The ejection multiplier: grows with each ejection, decays while the endpoint stays in.
+    ejections: AtomicU32,
+    /// When the last ejection ended, in [`clock::nanos`].
+    unejected_at: AtomicU64,
+    total_ejections: AtomicU64,
+}
+
+impl EndpointHealth {
+    /// A try on this endpoint succeeded.
+    pub fn record_success(&self) {
+        // Read first: the common case (no failures) then never writes the shared line.
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A try on this endpoint failed. True exactly when this failure completes a run of
+    /// `threshold`: the caller reports that one failure to the pool, not the ones after it.
+    /// The pool restarts the count when it decides; should the report be lost (the pool was
+    /// restarting), the next full run reports again.
+    pub fn record_failure(&self, threshold: u32) -> bool {
+        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        threshold > 0 && n.is_multiple_of(threshold) && !self.is_ejected()
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    /// Healthy according to active probes (always true without them).
+    pub fn probe_healthy(&self) -> bool {
+        !self.probe_failed.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) != 0
+    }
+
+    /// May take traffic: passed its probes and not ejected.
+    pub fn is_available(&self) -> bool {
+        self.probe_healthy() && !self.is_ejected()
+    }
+
+    /// `(ends at, lasts)` of the current ejection, in [`clock::nanos`] and nanoseconds.
+    pub fn ejection(&self) -> Option<(u64, Duration)> {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        (until != 0).then(|| {
+            (
+                until,
+                Duration::from_nanos(self.ejection_nanos.load(Ordering::Relaxed)),
+            )
+        })
+    }
+
+    /// The ejection multiplier (how many recent ejections count).
+    pub fn ejections(&self) -> u32 {
+        self.ejections.load(Ordering::Relaxed)
+    }
+
+    pub fn total_ejections(&self) -> u64 {
+        self.total_ejections.load(Ordering::Relaxed)
+    }
+
+    // Control plane (the `UpstreamPool` actor) only, below.
+
+    pub(crate) fn set_probe_healthy(&self, healthy: bool) {
+        self.probe_failed.store(!healthy, Ordering::Relaxed);
+    }
+
+    /// Start an ejection: the multiplier first decays by one per `decay_every` spent in
+    /// rotation since the last ejection, then grows by one. Returns the multiplier to size
+    /// the ejection with.
+    pub(crate) fn next_ejection_multiplier(&self, now: u64, decay_every: Duration) -> u32 {
+        let since = now.saturating_sub(self.unejected_at.load(Ordering::Relaxed));
+        let decay = since / (decay_every.as_nanos().max(1) as u64);
+        let previous = self.ejections.load(Ordering::Relaxed);
+        let next = previous.saturating_sub(decay.min(u64::from(u32::MAX)) as u32) + 1;
+        self.ejections.store(next, Ordering::Relaxed);
+        next
+    }
+
+    /// Mark ejected until `until` (clock nanos) for `lasts`; returns the stamp to end it with.
+    pub(crate) fn eject(&self, until: u64, lasts: Duration) -> u64 {
+        let until = until.max(1);
+        self.ejection_nanos
+            .store(lasts.as_nanos() as u64, Ordering::Relaxed);
+        self.ejected_until.store(until, Ordering::Relaxed);
+        self.total_ejections.fetch_add(1, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        until
+    }
+
+    /// End the ejection that `stamp` started; false when a newer one replaced it.
+    pub(crate) fn uneject(&self, stamp: u64, now: u64) -> bool {
+        if self.ejected_until.load(Ordering::Relaxed) != stamp {
+            return false;
+        }
+        self.ejected_until.store(0, Ordering::Relaxed);
+        self.unejected_at.store(now, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        true
+    }
+
+    /// The pool declined to eject (too many ejected already): count afresh.
+    pub(crate) fn reset_failures(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_report_per_run_of_failures_and_a_success_starts_over() {
+        let h = EndpointHealth::default();
+        let reports: Vec<bool> = (0..7).map(|_| h.record_failure(3)).collect();
+        assert_eq!(reports, [false, false, true, false, false, true, false]);
+        h.record_success();
+        assert_eq!(h.consecutive_failures(), 0);
+        assert!(!h.record_failure(3));
+        assert!(!h.record_failure(0), "threshold 0 never reports");
+    }
+
+    #[test]
+    fn ejections_decay_while_the_endpoint_stays_in() {
+        let h = EndpointHealth::default();
+        let second = Duration::from_secs(1).as_nanos() as u64;
+        assert_eq!(h.next_ejection_multiplier(0, Duration::from_secs(10)), 1);
+        let stamp = h.eject(30 * second, Duration::from_secs(30));
+        assert!(!h.is_available());
+        assert!(h.uneject(stamp, 30 * second));
+        // Ejected again at once: the multiplier grows.
+        assert_eq!(
+            h.next_ejection_multiplier(31 * second, Duration::from_secs(10)),
+            2
+        );
+        let stamp = h.eject(100 * second, Duration::from_secs(60));
+        assert!(
+            !h.uneject(stamp + 1, 40 * second),
+            "a stale timer does nothing"
+        );
+        assert!(h.uneject(stamp, 100 * second));
+        // 25 s in rotation with a 10 s interval forgets two ejections.
+        assert_eq!(
+            h.next_ejection_multiplier(125 * second, Duration::from_secs(10)),
+            1
+        );
+        assert_eq!(h.total_ejections(), 2);
     }
 }

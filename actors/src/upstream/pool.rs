@@ -1,5 +1,7 @@
-//! The `UpstreamPool` actor: owns one upstream's endpoint set, resolves its targets, and
-//! publishes a fresh [`UpstreamState`] whenever the set or the settings change.
+//! The `UpstreamPool` actor: owns one upstream's endpoint set and its health view. It resolves
+//! targets, takes verdicts from the `HealthChecker` (probes) and from the data plane (an
+//! endpoint that crossed the outlier threshold), ejects and re-admits endpoints, and publishes
+//! a fresh [`UpstreamState`] whenever the set, the rotation or the settings change.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +11,8 @@ use std::time::Duration;
 use meshgate_config::{TargetSpec, UpstreamSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::{Balancer, Endpoint, UpstreamHandle, UpstreamState};
+use super::{Balancer, Endpoint, Trip, UpstreamHandle, UpstreamState};
+use crate::clock;
 
 /// How long one DNS lookup of a target may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,6 +34,14 @@ pub enum UpstreamPoolMsg {
     UpdateSpec(Arc<UpstreamSpec>),
     /// Resolve hostname targets again.
     Resolve,
+    /// The health checker's verdict on an endpoint changed.
+    ProbeVerdict { address: SocketAddr, healthy: bool },
+    /// The data plane saw `consecutive_failures` failures in a row on this endpoint.
+    Eject(SocketAddr),
+    /// An ejection's time is up (`stamp` tells it from a later ejection of the same endpoint).
+    Uneject { address: SocketAddr, stamp: u64 },
+    /// The circuit breaker opened (for the log; the state itself lives in atomics).
+    BreakerOpened(Trip),
 }
 
 pub struct UpstreamPoolState {
@@ -39,6 +50,7 @@ pub struct UpstreamPoolState {
     version: u64,
     /// Last successful resolution per target `host:port` (kept when a later lookup fails).
     resolved: HashMap<String, Vec<SocketAddr>>,
+    unresolved: Vec<String>,
     reresolve: Option<ractor::concurrency::JoinHandle<()>>,
 }
 
@@ -58,11 +70,15 @@ impl Actor for UpstreamPool {
             handle: args.handle.clone(),
             spec: args.spec,
             resolved: HashMap::new(),
+            unresolved: Vec::new(),
             reresolve: None,
         };
         drop(current);
         state.refresh().await;
         state.schedule_reresolve(&myself);
+        // A restarted pool takes over the ejections its predecessor started.
+        state.resume_ejections(&myself);
+        args.handle.attach_pool(Some(myself));
         Ok(state)
     }
 
@@ -75,10 +91,19 @@ impl Actor for UpstreamPool {
         match message {
             UpstreamPoolMsg::UpdateSpec(spec) => {
                 state.spec = spec;
+                state.forget_disabled_verdicts();
                 state.refresh().await;
                 state.schedule_reresolve(&myself);
             }
             UpstreamPoolMsg::Resolve => state.refresh().await,
+            UpstreamPoolMsg::ProbeVerdict { address, healthy } => {
+                state.probe_verdict(address, healthy);
+            }
+            UpstreamPoolMsg::Eject(address) => state.eject(&myself, address),
+            UpstreamPoolMsg::Uneject { address, stamp } => state.uneject(address, stamp),
+            UpstreamPoolMsg::BreakerOpened(trip) => {
+                tracing::warn!(upstream = %state.spec.name, ?trip, "circuit breaker opened: requests fail fast");
+            }
         }
         Ok(())
     }
@@ -88,6 +113,7 @@ impl Actor for UpstreamPool {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.handle.attach_pool(None);
         if let Some(task) = state.reresolve.take() {
             task.abort();
         }
@@ -111,6 +137,120 @@ impl UpstreamPoolState {
         }
     }
 
+    fn endpoint(&self, address: SocketAddr) -> Option<Arc<Endpoint>> {
+        self.handle
+            .load()
+            .endpoints
+            .iter()
+            .find(|e| e.address == address)
+            .cloned()
+    }
+
+    fn probe_verdict(&mut self, address: SocketAddr, healthy: bool) {
+        let Some(endpoint) = self.endpoint(address) else {
+            return;
+        };
+        if endpoint.health.probe_healthy() == healthy {
+            return;
+        }
+        endpoint.health.set_probe_healthy(healthy);
+        if healthy {
+            tracing::info!(upstream = %self.spec.name, %address, "endpoint passed its health checks; back in rotation");
+        } else {
+            tracing::warn!(upstream = %self.spec.name, %address, "endpoint failed its health checks; out of rotation");
+        }
+        self.republish();
+    }
+
+    /// Eject an endpoint that failed `consecutive_failures` times in a row, unless that
+    /// would eject more than `max_ejection_percent` of the endpoints (one always may go) or
+    /// leave no endpoint available.
+    fn eject(&mut self, myself: &ActorRef<UpstreamPoolMsg>, address: SocketAddr) {
+        let Some(outlier) = self.spec.resilience.outlier.clone() else {
+            return;
+        };
+        let state = self.handle.load_full();
+        let Some(endpoint) = state.endpoints.iter().find(|e| e.address == address) else {
+            return;
+        };
+        if endpoint.health.is_ejected() {
+            return;
+        }
+        let ejected = state
+            .endpoints
+            .iter()
+            .filter(|e| e.health.is_ejected())
+            .count();
+        if ejected >= outlier.max_ejected(state.endpoints.len()) {
+            tracing::info!(upstream = %self.spec.name, %address, ejected, "not ejecting: max_ejection_percent reached");
+            endpoint.health.reset_failures();
+            return;
+        }
+        // Never the last available endpoint: Envoy would route to it anyway (panic mode at
+        // 0 % healthy); here a wholly failing upstream is the circuit breaker's job, which
+        // probes for recovery instead of going dark for a fixed time.
+        let others_available = state
+            .endpoints
+            .iter()
+            .any(|e| e.address != address && e.health.is_available());
+        if !others_available {
+            tracing::info!(upstream = %self.spec.name, %address, "not ejecting the last available endpoint");
+            endpoint.health.reset_failures();
+            return;
+        }
+        let now = clock::nanos();
+        let times = endpoint
+            .health
+            .next_ejection_multiplier(now, outlier.interval);
+        let lasts = outlier.ejection_time(times);
+        let stamp = endpoint
+            .health
+            .eject(now.saturating_add(lasts.as_nanos() as u64), lasts);
+        tracing::warn!(upstream = %self.spec.name, %address, ejection = times, duration = ?lasts, "endpoint ejected after consecutive failures");
+        myself.send_after(lasts, move || UpstreamPoolMsg::Uneject { address, stamp });
+        self.republish();
+    }
+
+    fn uneject(&mut self, address: SocketAddr, stamp: u64) {
+        let Some(endpoint) = self.endpoint(address) else {
+            return;
+        };
+        if endpoint.health.uneject(stamp, clock::nanos()) {
+            tracing::info!(upstream = %self.spec.name, %address, "ejection over; endpoint back in rotation");
+            self.republish();
+        }
+    }
+
+    /// Re-arm the timers of ejections that outlived a previous pool actor.
+    fn resume_ejections(&self, myself: &ActorRef<UpstreamPoolMsg>) {
+        let now = clock::nanos();
+        for endpoint in &self.handle.load().endpoints {
+            if let Some((until, _)) = endpoint.health.ejection() {
+                let address = endpoint.address;
+                let wait = Duration::from_nanos(until.saturating_sub(now));
+                myself.send_after(wait, move || UpstreamPoolMsg::Uneject {
+                    address,
+                    stamp: until,
+                });
+            }
+        }
+    }
+
+    /// A reload that turned probes or outlier detection off also drops their verdicts.
+    fn forget_disabled_verdicts(&self) {
+        let now = clock::nanos();
+        for endpoint in &self.handle.load().endpoints {
+            if self.spec.resilience.health_check.is_none() {
+                endpoint.health.set_probe_healthy(true);
+            }
+            if self.spec.resilience.outlier.is_none()
+                && let Some((stamp, _)) = endpoint.health.ejection()
+            {
+                endpoint.health.uneject(stamp, now);
+            }
+        }
+    }
+
     /// Resolve every target and publish the resulting endpoint set.
     async fn refresh(&mut self) {
         let mut unresolved = Vec::new();
@@ -125,6 +265,7 @@ impl UpstreamPoolState {
                 }
             }
         }
+        self.unresolved = unresolved;
         let previous = self.handle.load();
         let old: HashMap<SocketAddr, &Arc<Endpoint>> =
             previous.endpoints.iter().map(|e| (e.address, e)).collect();
@@ -145,14 +286,49 @@ impl UpstreamPoolState {
             }
         }
         drop(previous);
+        self.publish(endpoints);
+    }
+
+    /// Publish the same endpoints again (their health changed).
+    fn republish(&mut self) {
+        let endpoints = self.handle.load().endpoints.clone();
+        self.publish(endpoints);
+    }
+
+    fn publish(&mut self, endpoints: Vec<Arc<Endpoint>>) {
+        let (rotation, panic) = rotation(&endpoints, self.spec.resilience.panic_threshold);
+        if panic {
+            tracing::warn!(upstream = %self.spec.name, available = endpoints.iter().filter(|e| e.health.is_available()).count(), total = endpoints.len(), "panic mode: too few endpoints available, balancing over all of them");
+        }
         self.version += 1;
         self.handle.publish(UpstreamState {
-            balancer: Balancer::build(&self.spec.load_balancing, &endpoints),
+            balancer: Balancer::build(&self.spec.load_balancing, &rotation),
             spec: self.spec.clone(),
             endpoints,
+            rotation,
+            panic,
             version: self.version,
-            unresolved,
+            unresolved: self.unresolved.clone(),
         });
+    }
+}
+
+/// The endpoints that take traffic: the available ones; all of them when fewer than
+/// `panic_threshold` percent are available (Envoy's panic mode); none when none is.
+fn rotation(endpoints: &[Arc<Endpoint>], panic_threshold: u32) -> (Vec<Arc<Endpoint>>, bool) {
+    let available: Vec<Arc<Endpoint>> = endpoints
+        .iter()
+        .filter(|e| e.health.is_available())
+        .cloned()
+        .collect();
+    if available.is_empty() {
+        return (available, false);
+    }
+    let panic = available.len() * 100 < endpoints.len() * panic_threshold as usize;
+    if panic {
+        (endpoints.to_vec(), true)
+    } else {
+        (available, false)
     }
 }
 
@@ -178,5 +354,49 @@ async fn resolve(target: &TargetSpec) -> Result<Vec<SocketAddr>, String> {
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("lookup took longer than {RESOLVE_TIMEOUT:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
+        (0..n)
+            .map(|i| {
+                let addr = format!("127.0.0.{}:80", i + 1).parse().unwrap();
+                Arc::new(Endpoint::new(addr, 1, "h"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rotation_drops_unavailable_endpoints_until_panic() {
+        let eps = endpoints(4);
+        let (r, panic) = rotation(&eps, 50);
+        assert_eq!((r.len(), panic), (4, false));
+        eps[0].health.set_probe_healthy(false);
+        let (r, panic) = rotation(&eps, 50);
+        assert_eq!(r.len(), 3);
+        assert!(!panic);
+        eps[1].health.eject(u64::MAX, Duration::from_secs(1));
+        // 2 of 4 available is exactly 50 %: not below the threshold.
+        let (r, panic) = rotation(&eps, 50);
+        assert_eq!(r.len(), 2);
+        assert!(!panic);
+        eps[2].health.set_probe_healthy(false);
+        // 1 of 4: panic, every endpoint takes traffic.
+        let (r, panic) = rotation(&eps, 50);
+        assert_eq!(r.len(), 4);
+        assert!(panic);
+        // Panic mode off: only the one available endpoint.
+        assert_eq!(rotation(&eps, 0).0.len(), 1);
+        eps[3].health.set_probe_healthy(false);
+        let (r, panic) = rotation(&eps, 50);
+        assert_eq!(
+            (r.len(), panic),
+            (0, false),
+            "none available: nothing to send to"
+        );
     }
 }

@@ -131,3 +131,31 @@ fn default_hsts_max_age() -> HumanDuration {
 fn default_handshake_timeout() -> HumanDuration {
     DEFAULT_HANDSHAKE_TIMEOUT
 }
+
+/// `upstreams[].tls`: re-encrypt to the upstream (edge → backend over TLS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM bundle of the CAs the upstream's certificate must chain to.
+    pub ca: String,
+    /// The name sent as SNI and checked against the certificate; default: the target's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Present this client certificate (mutual TLS to a backend).
+    #[serde(default)]
+    pub client_certificate: Option<CertificateConfig>,
+}
+
+/// `upstreams[].mesh`: the upstream is a mesh service; connect with this node's mesh identity
+/// and accept only the service's SPIFFE id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamMeshConfig {
+    pub service: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}

@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::pool::Lease;
-use meshgate_actors::upstream::InFlight;
+use meshgate_actors::upstream::{InFlight, Slot};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -80,21 +80,29 @@ impl Body for ProxyBody {
     }
 }
 
+/// What a response keeps counted until its body ends: the endpoint's in-flight mark and the
+/// upstream's concurrency slots (the request's, and the retry's when a retry answered).
+#[derive(Debug)]
+pub struct Held {
+    pub in_flight: InFlight,
+    pub slots: [Option<Slot>; 2],
+}
+
 /// An upstream response body. When it ends cleanly its HTTP/1.1 connection goes back to the
 /// pool; when it fails or is dropped early the connection is closed (never reused mid-body).
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Incoming,
     lease: Option<Lease>,
-    _in_flight: Option<InFlight>,
+    held: Option<Held>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, lease: Lease, in_flight: InFlight) -> Self {
+    pub fn new(inner: Incoming, lease: Lease, held: Held) -> Self {
         Self {
             inner,
             lease: Some(lease),
-            _in_flight: Some(in_flight),
+            held: Some(held),
         }
     }
 
@@ -102,7 +110,7 @@ impl UpstreamBody {
         if let Some(lease) = self.lease.take() {
             lease.release();
         }
-        self._in_flight = None;
+        self.held = None;
     }
 }
 
@@ -122,7 +130,7 @@ impl Body for UpstreamBody {
                 // The upstream broke mid-body: drop (close) the connection, surface the error
                 // so the client connection is aborted rather than silently truncated.
                 this.lease = None;
-                this._in_flight = None;
+                this.held = None;
             }
             _ => {}
         }

@@ -97,25 +97,32 @@ async fn missing_files_and_unknown_flags_are_one_line_errors() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
-/// Every fenced ```yaml block in docs/configuration.md that starts with a `# full config`
-/// comment is a complete config and must validate.
+/// Every fenced ```yaml block in docs/*.md that starts with a `# full config` comment is a
+/// complete config and must validate.
 #[tokio::test]
 async fn documented_configs_are_valid() {
-    let doc = std::fs::read_to_string(repo_file("docs/configuration.md")).unwrap();
     let mut blocks = 0;
-    for block in doc.split("```yaml\n").skip(1) {
-        let body = block.split("```").next().unwrap();
-        if !body.starts_with("# full config") {
+    let docs = std::fs::read_dir(repo_file("docs")).unwrap();
+    for entry in docs {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("md") {
             continue;
         }
-        blocks += 1;
-        let config = meshgate_config::parse_str(body, meshgate_config::Format::Yaml)
-            .unwrap_or_else(|e| panic!("documented config does not load: {e}\n{body}"));
-        meshgate_config::compile(&config)
-            .unwrap_or_else(|e| panic!("documented config does not compile: {e}\n{body}"));
+        let doc = std::fs::read_to_string(&path).unwrap();
+        for block in doc.split("```yaml\n").skip(1) {
+            let body = block.split("```").next().unwrap();
+            if !body.starts_with("# full config") {
+                continue;
+            }
+            blocks += 1;
+            let config = meshgate_config::parse_str(body, meshgate_config::Format::Yaml)
+                .unwrap_or_else(|e| {
+                    panic!("{}: config does not load: {e}\n{body}", path.display())
+                });
+            meshgate_config::compile(&config).unwrap_or_else(|e| {
+                panic!("{}: config does not compile: {e}\n{body}", path.display())
+            });
+        }
     }
-    assert!(
-        blocks >= 1,
-        "docs/configuration.md has no full config example"
-    );
+    assert!(blocks >= 3, "expected full config examples in docs/");
 }

@@ -3,3 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod edge;
+mod example_mesh;
+mod mesh;
+mod upstream;

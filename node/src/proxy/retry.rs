@@ -1,0 +1,228 @@
+//! What a retry needs besides the policy: a request body that can be sent again (small ones
+//! are buffered; big or streaming ones are sent once and only retried if they never left),
+//! the classification of a failed try, and jittered exponential back-off.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use meshgate_config::resilience::RetrySpec;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::body::ProxyBody;
+use crate::error::GatewayError;
+
+/// The client's request body, as the tries see it.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Nothing to send (GET, or a body that already ended).
+    Empty,
+    /// Small enough to keep: every try sends a copy.
+    Buffered(Bytes),
+    /// Streamed once; `None` after it was handed to a try that may have sent some of it.
+    Stream(Option<ProxyBody>),
+}
+
+impl RequestBody {
+    /// Buffer the body when a try after a sent request is possible at all and the body is
+    /// known to be at most `retry.max_body`; otherwise keep it streaming.
+    pub async fn prepare(
+        body: Incoming,
+        retry: &RetrySpec,
+        resend_possible: bool,
+        deadline: Instant,
+    ) -> Result<Self, GatewayError> {
+        if body.is_end_stream() {
+            return Ok(RequestBody::Empty);
+        }
+        let small = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= retry.max_body);
+        if retry.attempts == 0 || !resend_possible || !small {
+            return Ok(RequestBody::Stream(Some(ProxyBody::Incoming(body))));
+        }
+        let limit = usize::try_from(retry.max_body).unwrap_or(usize::MAX);
+        let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect())
+            .await
+            .map_err(|_| GatewayError::RequestTimeout)?
+            .map_err(|_| GatewayError::RequestBody)?;
+        Ok(RequestBody::Buffered(collected.to_bytes()))
+    }
+
+    /// The body for the next try; `None` when a stream was already given away.
+    pub fn take(&mut self) -> Option<ProxyBody> {
+        match self {
+            RequestBody::Empty => Some(ProxyBody::Empty),
+            RequestBody::Buffered(bytes) => Some(ProxyBody::full(bytes.clone())),
+            RequestBody::Stream(stream) => stream.take(),
+        }
+    }
+
+    /// Give back a body that was never sent (the connection was dead before writing).
+    pub fn restore(&mut self, body: ProxyBody) {
+        if let RequestBody::Stream(slot @ None) = self {
+            *slot = Some(body);
+        }
+    }
+
+    /// Whether another try can send the whole body again.
+    pub fn can_resend(&self) -> bool {
+        match self {
+            RequestBody::Empty | RequestBody::Buffered(_) => true,
+            RequestBody::Stream(stream) => stream.is_some(),
+        }
+    }
+}
+
+/// How one try ended, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryFailure {
+    /// Never reached the upstream: always safe to send again.
+    Connect,
+    /// Broke before response headers: the upstream may have acted on it.
+    Reset,
+    /// `per_try_timeout` ran out.
+    Timeout,
+    /// A status listed in `retry.statuses`.
+    Status,
+}
+
+impl TryFailure {
+    pub fn of_error(e: &GatewayError) -> Option<Self> {
+        if e.never_reached_upstream() && !matches!(e, GatewayError::NoEndpoint(_)) {
+            Some(TryFailure::Connect)
+        } else if e.is_reset() {
+            Some(TryFailure::Reset)
+        } else if matches!(e, GatewayError::UpstreamTimeout(_)) {
+            Some(TryFailure::Timeout)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether the policy sends the request again after `failure`. A request that may have
+/// reached the upstream is re-sent only for idempotent methods (RFC 9110 §9.2.2) unless the
+/// route opts in, and only with a body that can be sent whole again.
+pub fn should_retry(
+    retry: &RetrySpec,
+    failure: TryFailure,
+    method: &Method,
+    body: &RequestBody,
+) -> bool {
+    if !body.can_resend() {
+        return false;
+    }
+    let covered = match failure {
+        TryFailure::Connect => return retry.on_connect_failure,
+        TryFailure::Reset => retry.on_reset,
+        TryFailure::Timeout => retry.on_timeout,
+        TryFailure::Status => true,
+    };
+    covered && (retry.non_idempotent || method.is_idempotent())
+}
+
+pub fn is_retried_status(retry: &RetrySpec, status: StatusCode) -> bool {
+    retry.attempts > 0 && retry.retries_status(status)
+}
+
+/// The wait before retry number `retry` (1-based): uniformly drawn below the exponential
+/// ceiling (Envoy's fully jittered back-off), so that clients retrying together spread out.
+pub fn backoff(retry: &RetrySpec, n: u32) -> Duration {
+    let ceiling = retry.backoff_ceiling(n).as_nanos() as u64;
+    if ceiling == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::rng().random_range(0..=ceiling))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_failures_are_retried_whatever_the_method() {
+        let retry = RetrySpec::default();
+        let body = RequestBody::Stream(Some(ProxyBody::Empty));
+        assert!(should_retry(
+            &retry,
+            TryFailure::Connect,
+            &Method::POST,
+            &body
+        ));
+        assert!(!should_retry(
+            &retry,
+            TryFailure::Reset,
+            &Method::POST,
+            &body
+        ));
+        assert!(should_retry(&retry, TryFailure::Reset, &Method::PUT, &body));
+        assert!(
+            !should_retry(&retry, TryFailure::Timeout, &Method::GET, &body),
+            "timeouts are not in the default policy"
+        );
+        let opted_in = RetrySpec {
+            non_idempotent: true,
+            ..RetrySpec::default()
+        };
+        assert!(should_retry(
+            &opted_in,
+            TryFailure::Reset,
+            &Method::POST,
+            &body
+        ));
+    }
+
+    #[test]
+    fn a_stream_that_left_is_never_sent_again() {
+        let retry = RetrySpec::default();
+        let mut body = RequestBody::Stream(Some(ProxyBody::Empty));
+        let sent = body.take().unwrap();
+        assert!(!should_retry(
+            &retry,
+            TryFailure::Connect,
+            &Method::GET,
+            &body
+        ));
+        body.restore(sent);
+        assert!(body.can_resend());
+        let mut buffered = RequestBody::Buffered(Bytes::from_static(b"abc"));
+        buffered.take();
+        assert!(buffered.can_resend());
+    }
+
+    #[test]
+    fn backoff_stays_below_its_ceiling() {
+        let retry = RetrySpec::default();
+        for n in 1..8 {
+            for _ in 0..100 {
+                assert!(backoff(&retry, n) <= retry.backoff_ceiling(n));
+            }
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_by_what_the_upstream_saw() {
+        assert_eq!(
+            TryFailure::of_error(&GatewayError::ConnectRefused),
+            Some(TryFailure::Connect)
+        );
+        assert_eq!(
+            TryFailure::of_error(&GatewayError::UpstreamProtocol("x".into())),
+            Some(TryFailure::Reset)
+        );
+        assert_eq!(
+            TryFailure::of_error(&GatewayError::UpstreamTimeout(Duration::from_secs(1))),
+            Some(TryFailure::Timeout)
+        );
+        assert_eq!(
+            TryFailure::of_error(&GatewayError::NoEndpoint("u".into())),
+            None
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! The mesh: sidecars with SPIFFE identities, mTLS on inbound listeners, authorization by
+//! caller identity, the CA service issuing from CSRs, and certificate rotation under load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use support::tls::{MeshCa, mesh_get};
+use support::{Backend, TestNode};
+
+fn sidecar(ca: &MeshCa, service: &str, app: &Backend, identity: &str, extra_mesh: &str) -> String {
+    format!(
+        r#"
+mode: sidecar
+mesh:
+  trust_domain: {td}
+  service: {service}
+  identity: {identity}
+  authorization:
+    default: deny
+    rules:
+      - {{ source: "spiffe://{td}/ns/default/svc/frontend", action: allow }}
+      - {{ source: "spiffe://{td}/ns/default/svc/*", action: deny }}
+{extra_mesh}
+listeners:
+  - {{ name: inbound, address: "127.0.0.1:0", mesh: inbound }}
+routes:
+  - {{ listeners: [inbound], proxy: {{ upstream: local-app }} }}
+upstreams:
+  - {{ name: local-app, targets: [{{ address: "{app}" }}] }}
+"#,
+        td = ca.trust_domain,
+        app = app.addr(),
+        extra_mesh = extra_mesh,
+    )
+}
+
+fn local_ca(ca: &MeshCa) -> String {
+    format!("{{ local_ca: {{ dir: \"{}\" }} }}", ca.path().display())
+}
+
+#[tokio::test]
+async fn inbound_requires_mtls_and_authorizes_callers_by_spiffe_id() {
+    let ca = MeshCa::new("mesh.test");
+    let app = Backend::start("orders-app").await;
+    let node = TestNode::start(&sidecar(&ca, "orders", &app, &local_ca(&ca), "")).await;
+    let addr = node.addr("inbound");
+    let orders = ca.id("orders");
+
+    let (status, body) = mesh_get(
+        addr,
+        Some(ca.leaf("frontend")),
+        &ca.bundle(),
+        orders.clone(),
+        "/hello",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"hello from orders-app");
+
+    let (status, body) = mesh_get(
+        addr,
+        Some(ca.leaf("billing")),
+        &ca.bundle(),
+        orders.clone(),
+        "/hello",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403);
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], 403);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spiffe://mesh.test/ns/default/svc/billing may not call"),
+        "{error}"
+    );
+
+    // No certificate, another CA's certificate, an expired certificate: no handshake at all.
+    let no_cert = mesh_get(addr, None, &ca.bundle(), orders.clone(), "/hello").await;
+    assert!(no_cert.is_err(), "{no_cert:?}");
+    let other = MeshCa::new("mesh.test");
+    let foreign = mesh_get(
+        addr,
+        Some(other.leaf("frontend")),
+        &ca.bundle(),
+        orders.clone(),
+        "/hello",
+    )
+    .await;
+    assert!(foreign.is_err(), "{foreign:?}");
+    let expired = mesh_get(
+        addr,
+        Some(ca.expired_leaf("frontend")),
+        &ca.bundle(),
+        orders.clone(),
+        "/hello",
+    )
+    .await;
+    assert!(expired.is_err(), "{expired:?}");
+
+    // The client insists on the server's identity: expecting another service fails.
+    let wrong_server = mesh_get(
+        addr,
+        Some(ca.leaf("frontend")),
+        &ca.bundle(),
+        ca.id("payments"),
+        "/hello",
+    )
+    .await;
+    assert!(wrong_server.is_err(), "{wrong_server:?}");
+    assert_eq!(
+        app.requests(),
+        1,
+        "only the authorized call reached the app"
+    );
+}
+
+#[tokio::test]
+async fn a_sidecar_gets_its_certificate_from_the_ca_service_by_csr() {
+    let ca = MeshCa::new("mesh.test");
+    let ca_app = Backend::start("ca-node-app").await;
+    let ca_extra = format!(
+        "  ca_server:\n    address: \"127.0.0.1:0\"\n    ca_dir: \"{}\"\n    bootstrap_tokens:\n      - {{ token: \"orders-bootstrap-token-0001\", service: orders }}\n",
+        ca.path().display()
+    );
+    let ca_node = TestNode::start(&sidecar(
+        &ca,
+        "meshgate-ca",
+        &ca_app,
+        &local_ca(&ca),
+        &ca_extra,
+    ))
+    .await;
+    let ca_url = format!(
+        "https://127.0.0.1:{}",
+        ca_node.handle().ca_addr().unwrap().port()
+    );
+
+    let via_csr = |token: &str| {
+        format!(
+            "{{ ca_service: {{ url: \"{ca_url}\", trust_bundle: \"{}\", bootstrap_token: \"{token}\" }} }}",
+            ca.bundle_path().display()
+        )
+    };
+    // A token bound to another service, or an unknown one, gets nothing.
+    let app = Backend::start("orders-app").await;
+    let wrong = TestNode::try_start(&sidecar(
+        &ca,
+        "payments",
+        &app,
+        &via_csr("orders-bootstrap-token-0001"),
+        "",
+    ))
+    .await;
+    assert!(wrong.is_err(), "a token for orders must not yield payments");
+    let err = wrong.err().unwrap();
+    assert!(err.contains("mesh.identity.ca_service"), "{err}");
+    let unknown = TestNode::try_start(&sidecar(
+        &ca,
+        "orders",
+        &app,
+        &via_csr("not-a-real-token-000000"),
+        "",
+    ))
+    .await;
+    assert!(unknown.err().unwrap().contains("unknown bootstrap token"));
+
+    let orders = TestNode::start(&sidecar(
+        &ca,
+        "orders",
+        &app,
+        &via_csr("orders-bootstrap-token-0001"),
+        "",
+    ))
+    .await;
+    let (status, _) = mesh_get(
+        orders.addr("inbound"),
+        Some(ca.leaf("frontend")),
+        &ca.bundle(),
+        ca.id("orders"),
+        "/hello",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+
+    // Renewal authenticates with the current certificate: it works even once the token is gone.
+    let without_tokens = sidecar(
+        &ca,
+        "meshgate-ca",
+        &ca_app,
+        &local_ca(&ca),
+        &format!(
+            "  ca_server:\n    address: \"127.0.0.1:{}\"\n    ca_dir: \"{}\"\n",
+            ca_node.handle().ca_addr().unwrap().port(),
+            ca.path().display()
+        ),
+    );
+    assert_eq!(ca_node.rewrite_config(&without_tokens).await.result, Ok(()));
+    let before = mesh_status(&orders).await;
+    orders.handle().rotate_mesh_certificate().await.unwrap();
+    let after = mesh_status(&orders).await;
+    assert_eq!(after["renewals"], 1);
+    assert_eq!(
+        after["identity"],
+        "spiffe://mesh.test/ns/default/svc/orders"
+    );
+    assert!(
+        after["seconds_to_expiry"].as_i64().unwrap()
+            >= before["seconds_to_expiry"].as_i64().unwrap()
+    );
+}
+
+async fn mesh_status(node: &TestNode) -> serde_json::Value {
+    support::TestClient::new(support::Proto::Http1, node.admin())
+        .get("/mesh")
+        .await
+        .json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_load_fails_no_request() {
+    let ca = MeshCa::new("mesh.test");
+    let app = Backend::start("orders-app").await;
+    let node = TestNode::start(&sidecar(&ca, "orders", &app, &local_ca(&ca), "")).await;
+    let addr = node.addr("inbound");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (stop, ok, bundle, leaf, id) = (
+            stop.clone(),
+            ok.clone(),
+            ca.bundle(),
+            ca.leaf("frontend"),
+            ca.id("orders"),
+        );
+        // Fresh connections: every request does a new handshake.
+        clients.spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match mesh_get(addr, Some(leaf.clone()), &bundle, id.clone(), "/hello").await {
+                    Ok((status, _)) if status == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failures.push(format!("{other:?}")),
+                }
+            }
+            failures
+        });
+    }
+    let mut serials = std::collections::HashSet::new();
+    for _ in 0..5 {
+        node.handle().rotate_mesh_certificate().await.unwrap();
+        serials.insert(
+            node.handle()
+                .view()
+                .load()
+                .mesh
+                .as_ref()
+                .unwrap()
+                .identity
+                .cert
+                .current()
+                .info()
+                .serial
+                .clone(),
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        failures.extend(done.unwrap());
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        serials.len(),
+        5,
+        "each rotation installed a new certificate"
+    );
+}
