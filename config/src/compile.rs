@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+use crate::auth::{CompiledAuth, RouteAuth, compile_auth, compile_route_auth};
 use crate::error::{ConfigError, ConfigErrors, FieldPath};
 use crate::model::{
     Config, HashOnConfig, LoadBalancingConfig, Mode, ProxyConfig, RespondConfig, RouteConfig,
@@ -41,6 +42,8 @@ pub struct CompiledConfig {
     /// The local service's registration, if any.
     pub registration: Option<crate::model::RegistrationConfig>,
     pub telemetry: TelemetrySpec,
+    /// Consumers, identity providers and settings shared by every route's auth.
+    pub auth: Arc<CompiledAuth>,
     /// The config this was compiled from (for the admin API and diffing on reload).
     pub source: Config,
 }
@@ -83,6 +86,8 @@ pub struct CompiledRoute {
     pub priority: i32,
     pub predicates: Predicates,
     pub action: RouteAction,
+    /// The generation's auth and this route's policy (`auth.policy` is `None` without `auth:`).
+    pub auth: RouteAuth,
 }
 
 /// The non-path conditions of a route.
@@ -267,11 +272,12 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         .enumerate()
         .map(|(i, u)| (&*u.name, i))
         .collect();
+    let auth = compile_auth(config);
     let routes: Vec<Arc<CompiledRoute>> = config
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| Arc::new(compile_route(i, r, &upstream_index)))
+        .map(|(i, r)| Arc::new(compile_route(i, r, &upstream_index, &auth)))
         .collect();
 
     let mut tables: HashMap<Vec<usize>, Arc<RouteTable>> = HashMap::new();
@@ -354,6 +360,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         discovery: config.discovery.clone(),
         registration: config.registration.clone(),
         telemetry: crate::telemetry::compile(&config.telemetry),
+        auth,
         source: config.clone(),
     })
 }
@@ -413,6 +420,7 @@ fn compile_route(
     index: usize,
     r: &RouteConfig,
     upstream_index: &HashMap<&str, usize>,
+    auth: &Arc<CompiledAuth>,
 ) -> CompiledRoute {
     let name: Arc<str> = crate::validate::route_name(index, r).into();
     let m = &r.matcher;
@@ -460,6 +468,7 @@ fn compile_route(
         priority: r.priority,
         predicates,
         action,
+        auth: compile_route_auth(auth, r.auth.as_ref()),
     }
 }
 

@@ -14,6 +14,7 @@
 //! assert_eq!(compiled.listeners.len(), 1);
 //! ```
 
+pub mod auth;
 pub mod compile;
 pub mod duration;
 pub mod error;

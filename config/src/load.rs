@@ -47,6 +47,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "discovery",
     "registration",
     "telemetry",
+    "auth",
+    "consumers",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -137,6 +139,8 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
             &mut errors,
         ),
         telemetry: section(take("telemetry"), &root.field("telemetry"), &mut errors),
+        auth: section(take("auth"), &root.field("auth"), &mut errors),
+        consumers: list(take("consumers"), &root.field("consumers"), &mut errors),
     };
     if errors.is_empty() {
         Ok(config)

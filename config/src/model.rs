@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::model::{AuthConfig, ConsumerConfig, RouteAuthConfig};
 use crate::duration::HumanDuration;
 use crate::resilience::{
     CircuitBreakerConfig, FallbackConfig, HealthCheckConfig, LimitsConfig, OutlierDetectionConfig,
@@ -59,6 +60,12 @@ pub struct Config {
     pub registration: Option<RegistrationConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// JWT issuers, introspection endpoints, API-key and Argon2 settings.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Known callers and their credentials.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerConfig>,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.
@@ -158,6 +165,9 @@ pub struct RouteConfig {
     pub proxy: Option<ProxyConfig>,
     #[serde(default)]
     pub respond: Option<RespondConfig>,
+    /// Who may call this route (see docs/authentication.md).
+    #[serde(default)]
+    pub auth: Option<RouteAuthConfig>,
 }
 
 /// What a request must look like for a route to apply. Every non-empty list must match.

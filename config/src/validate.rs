@@ -73,6 +73,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
         &route_names,
         &root.field("telemetry"),
     ));
+    v.errors.extend(crate::auth::validate_auth(config));
     v.finish()
 }
 

@@ -1,4 +1,4 @@
-//! The `meshgate` command line: `run`, `validate`, `--version`.
+//! The `meshgate` command line: `run`, `validate`, `hash-key`, `pki`, `--version`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,6 +45,19 @@ enum Command {
         /// Config file (YAML or JSON).
         file: PathBuf,
     },
+    /// Print the Argon2id hash of an API key (`<id>.<secret>`, from stdin or the argument) for
+    /// `consumers[].credentials[].api_key.hash`; `--basic` hashes a Basic password instead;
+    /// `--generate ID` makes a new random key and prints it, then its hash.
+    HashKey {
+        /// The key (prefer stdin: arguments are visible to other local users).
+        key: Option<String>,
+        /// Hash a Basic password rather than an API key.
+        #[arg(long, conflicts_with = "generate")]
+        basic: bool,
+        /// Generate a key with this id.
+        #[arg(long, value_name = "ID", conflicts_with = "key")]
+        generate: Option<String>,
+    },
     /// Mesh PKI tools: create a CA, issue service certificates, inspect certificates.
     #[command(subcommand)]
     Pki(meshgate::cli::pki::PkiCommand),
@@ -57,6 +70,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate { file } => validate(&file),
+        Command::HashKey {
+            key,
+            basic,
+            generate,
+        } => hash_key(key, basic, generate),
         Command::Pki(command) => match meshgate::cli::pki::run(command) {
             Ok(output) => {
                 println!("{output}");
@@ -68,6 +86,31 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => run(config, cli.log_format),
+    }
+}
+
+fn hash_key(key: Option<String>, basic: bool, generate: Option<String>) -> ExitCode {
+    use meshgate::cli::hash_key::{HashKeyError, HashKeyInput, run};
+    let input = match (generate, basic) {
+        (Some(id), _) => HashKeyInput::Generate(id),
+        (None, true) => HashKeyInput::Password(key),
+        (None, false) => HashKeyInput::ApiKey(key),
+    };
+    match run(input, &mut std::io::stdin().lock()) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ HashKeyError::Invalid(_)) => {
+            eprintln!("meshgate hash-key: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(e) => {
+            eprintln!("meshgate hash-key: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

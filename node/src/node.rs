@@ -14,6 +14,8 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorRef};
 
 use crate::admin::AdminService;
+use crate::filters::FilterRuntime;
+use crate::filters::auth::AuthStats;
 use crate::server::ProxyService;
 use crate::telemetry::Telemetry;
 
@@ -44,8 +46,9 @@ impl Node {
     ) -> Result<NodeHandle, StartError> {
         let view = NodeView::new(empty_snapshot()?);
         let telemetry = Telemetry::new();
+        let filters = FilterRuntime::new().map_err(|e| StartError::Startup(e.to_string()))?;
         let services = NodeServices {
-            proxy: ProxyService::new(view.clone()),
+            proxy: ProxyService::new(view.clone(), filters.clone()),
             admin: AdminService::new(view.clone(), telemetry.clone()),
             ca: crate::mesh::ca_service::CaService::new(view.clone()),
             extension: Some(telemetry.clone()),
@@ -59,9 +62,11 @@ impl Node {
         let (supervisor, join) = Actor::spawn(None, Supervisor, args)
             .await
             .map_err(|e| StartError::Startup(startup_reason(&e)))?;
+        filters.follow(&view);
         Ok(NodeHandle {
             view,
             telemetry,
+            filters,
             supervisor,
             join,
         })
@@ -95,6 +100,7 @@ fn empty_snapshot() -> Result<Snapshot, StartError> {
 pub struct NodeHandle {
     view: Arc<NodeView>,
     telemetry: Arc<Telemetry>,
+    filters: Arc<FilterRuntime>,
     supervisor: ActorRef<SupervisorMsg>,
     join: ractor::concurrency::JoinHandle<()>,
 }
@@ -107,6 +113,11 @@ impl NodeHandle {
     /// Metrics, access logs and analytics of this node.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
+    }
+
+    /// Authentication counters (Argon2 verifications, JWKS fetches, introspection calls).
+    pub fn auth_stats(&self) -> AuthStats {
+        self.filters.auth_stats()
     }
 
     /// Where a proxy listener is bound (port 0 resolved).

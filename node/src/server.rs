@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use self::context::RequestContext;
 use crate::error::GatewayError;
-use crate::filters;
+use crate::filters::{self, FilterRuntime};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ForwardRequest};
 use crate::router;
@@ -50,11 +50,12 @@ pub struct ConnInfo {
 /// The request pipeline shared by every proxy connection.
 pub struct Gateway {
     view: Arc<NodeView>,
+    filters: Arc<FilterRuntime>,
 }
 
 impl Gateway {
-    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
-        Arc::new(Self { view })
+    pub fn new(view: Arc<NodeView>, filters: Arc<FilterRuntime>) -> Arc<Self> {
+        Arc::new(Self { view, filters })
     }
 
     /// Handle one request; always produces a response (errors become the standard JSON body).
@@ -122,7 +123,7 @@ impl Gateway {
         ctx.route = Some(matched.route.clone());
         ctx.params = matched.params.clone();
         let filtering = telemetry::tracing::filters_span(&ctx.observe.span);
-        if let Err(response) = filters::before_action(ctx, &mut req)
+        if let Err(response) = filters::before_action(&self.filters, ctx, &mut req)
             .instrument(filtering)
             .await
         {
@@ -186,9 +187,9 @@ pub struct ProxyService {
 }
 
 impl ProxyService {
-    pub fn new(view: Arc<NodeView>) -> Arc<Self> {
+    pub fn new(view: Arc<NodeView>, filters: Arc<FilterRuntime>) -> Arc<Self> {
         Arc::new(Self {
-            gateway: Gateway::new(view.clone()),
+            gateway: Gateway::new(view.clone(), filters),
             view,
         })
     }

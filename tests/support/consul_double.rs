@@ -496,10 +496,10 @@ impl ConsulDouble {
 impl Drop for ConsulDouble {
     fn drop(&mut self) {
         self.scheduler.abort();
-        if let Ok(mut accept) = self.accept.try_lock() {
-            if let Some(task) = accept.take() {
-                task.abort();
-            }
+        if let Ok(mut accept) = self.accept.try_lock()
+            && let Some(task) = accept.take()
+        {
+            task.abort();
         }
         self.shared
             .kill_tx
@@ -850,10 +850,10 @@ async fn health_service(
             Err(_) => return text_answer(StatusCode::BAD_REQUEST, "Invalid index"),
         },
     };
-    if let Some(dc) = param("dc").filter(|dc| !dc.is_empty()) {
-        if dc != shared.config.datacenter {
-            return text_answer(StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter");
-        }
+    if let Some(dc) = param("dc").filter(|dc| !dc.is_empty())
+        && dc != shared.config.datacenter
+    {
+        return text_answer(StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter");
     }
     let mut required_tags: Vec<String> = query
         .iter()
@@ -1492,12 +1492,13 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -106,10 +106,10 @@ impl EtcdServer {
 
     async fn wait_ready(&mut self) {
         for _ in 0..READY_ATTEMPTS {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("etcd exited with {status}; log:\n{}", self.log_tail());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("etcd exited with {status}; log:\n{}", self.log_tail());
             }
             let probe = async {
                 let mut client = Client::connect([self.endpoint()], None).await.ok()?;

@@ -9,6 +9,7 @@ pub mod consul_double;
 pub mod dns_server;
 pub mod etcd_server;
 pub mod harness;
+pub mod idp;
 pub mod net;
 pub mod otlp_receiver;
 pub mod prometheus;

@@ -245,7 +245,7 @@ impl EndpointHealth {
     /// restarting), the next full run reports again.
     pub fn record_failure(&self, threshold: u32) -> bool {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        threshold > 0 && n % threshold == 0 && !self.is_ejected()
+        threshold > 0 && n.is_multiple_of(threshold) && !self.is_ejected()
     }
 
     pub fn consecutive_failures(&self) -> u32 {

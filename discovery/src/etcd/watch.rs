@@ -181,10 +181,10 @@ impl EtcdWatch {
 impl EndpointSource for EtcdWatch {
     async fn next_update(&mut self) -> Result<EndpointSet, DiscoveryError> {
         loop {
-            if self.stream.is_none() {
-                if let Err(error) = self.resync().await {
-                    return Err(self.fail(error));
-                }
+            if self.stream.is_none()
+                && let Err(error) = self.resync().await
+            {
+                return Err(self.fail(error));
             }
             let current: EndpointSet = self.entries.values().cloned().collect();
             if self.delivered.as_ref() != Some(&current) {

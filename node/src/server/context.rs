@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 use meshgate_config::CompiledRoute;
+use meshgate_config::auth::Consumer;
 use tokio::time::Instant;
 
 use super::ConnInfo;
@@ -25,8 +26,9 @@ pub struct RequestContext {
     pub params: Vec<(Arc<str>, String)>,
     /// Headers filters want on the response (rate-limit counters, deprecation notices, …).
     pub response_headers: HeaderMap,
-    /// Who the request is from, once authentication knows (access log, usage analytics).
-    pub consumer: Option<Arc<str>>,
+    /// Who is calling, once a route's `auth:` accepted the request (the anonymous consumer
+    /// included); `None` on routes without auth. For logs, metrics, analytics and rate limits.
+    pub consumer: Option<Arc<Consumer>>,
     /// Telemetry's notes: route metric handle, upstream timing, trace span.
     pub observe: RequestObservation,
 }

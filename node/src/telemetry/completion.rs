@@ -198,7 +198,7 @@ pub fn complete(mut response: Response<ProxyBody>, ctx: RequestContext) -> Respo
         client_ip,
         listener: conn.listener.clone(),
         tls_version: conn.tls_version,
-        consumer,
+        consumer: consumer.map(|c| c.id.clone()),
         generation,
         observe,
     };
