@@ -17,6 +17,8 @@ pub struct ListenerTls {
     pub handshake_timeout: Duration,
     /// The `Strict-Transport-Security` value to add to responses, when configured.
     pub hsts: Option<HeaderValue>,
+    /// Each served certificate's first name and expiry (for the expiry gauge).
+    pub certificates: Vec<(String, std::time::SystemTime)>,
 }
 
 /// Each TLS listener's name with its loaded TLS.
@@ -86,6 +88,17 @@ fn load(listener: &ListenerSpec) -> Result<Option<ListenerTls>, Vec<ConfigError>
         server_config: Arc::new(server_config),
         handshake_timeout: tls.handshake_timeout.get(),
         hsts: hsts_value(tls),
+        certificates: certificates
+            .iter()
+            .map(|c| {
+                let name = c
+                    .names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| c.info.subject.clone());
+                (name, c.info.not_after)
+            })
+            .collect(),
     }))
 }
 

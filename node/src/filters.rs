@@ -60,5 +60,12 @@ pub async fn before_action<B>(
     ctx: &mut RequestContext,
     req: &mut Request<B>,
 ) -> Result<(), Response<ProxyBody>> {
-    auth::authenticate(&filters.auth, ctx, req).await
+    let authenticated = auth::authenticate(&filters.auth, ctx, req).await;
+    if let Err(response) = &authenticated
+        && matches!(response.status().as_u16(), 401 | 403)
+        && let Some(metrics) = ctx.observe.route_metrics()
+    {
+        metrics.auth_rejected(req.method());
+    }
+    authenticated
 }

@@ -66,6 +66,8 @@ impl SupervisorState {
                     server_config: Arc::new(server_config),
                     handshake_timeout: std::time::Duration::from_secs(10),
                     hsts: None,
+                    // The mesh identity's expiry is exported once, under `mesh:`.
+                    certificates: Vec::new(),
                 }),
             ));
         }

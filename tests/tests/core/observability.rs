@@ -7,3 +7,4 @@ mod analytics;
 mod deploy;
 mod metrics;
 mod tracing;
+mod wired;

@@ -46,16 +46,12 @@ pub struct EndpointHealth {
     pub breaker: BreakerState,
 }
 
-/// **Plug point for health checks and circuit breakers** (being built on the resilience
-/// branch). Until endpoints carry a health verdict and a breaker, every published endpoint is
-/// healthy and its breaker closed, so `meshgate_upstream_endpoints_healthy` equals the
-/// endpoint count and reaches 0 only when an upstream has no endpoint at all. Replace this
-/// body with reads of the endpoint's health and breaker atomics; the gauges and the alert
-/// rules need no other change.
-pub fn endpoint_health(_endpoint: &Endpoint) -> EndpointHealth {
+/// An endpoint's health as the data plane sees it: it passed its active probes and is not
+/// ejected; the breaker is the upstream's (one per upstream).
+pub fn endpoint_health(endpoint: &Endpoint, breaker: BreakerState) -> EndpointHealth {
     EndpointHealth {
-        healthy: true,
-        breaker: BreakerState::Closed,
+        healthy: endpoint.health.is_available(),
+        breaker,
     }
 }
 
@@ -269,7 +265,12 @@ fn upstreams(w: &mut TextWriter, metrics: &Metrics, snapshot: &Snapshot) {
     for (i, (name, help)) in gauges.iter().enumerate() {
         w.family(name, "gauge", help);
         for (handle, state) in &states {
-            let health = state.endpoints.iter().map(|e| endpoint_health(e));
+            let breaker = match handle.breaker.state() {
+                meshgate_actors::upstream::BreakerState::Closed => BreakerState::Closed,
+                meshgate_actors::upstream::BreakerState::Open => BreakerState::Open,
+                meshgate_actors::upstream::BreakerState::HalfOpen => BreakerState::HalfOpen,
+            };
+            let health = state.endpoints.iter().map(|e| endpoint_health(e, breaker));
             let value = match i {
                 0 => state.endpoints.len() as u64,
                 1 => health.filter(|h| h.healthy).count() as u64,
@@ -290,8 +291,14 @@ fn upstreams(w: &mut TextWriter, metrics: &Metrics, snapshot: &Snapshot) {
         "counter",
         "Endpoints ejected from an upstream by outlier detection.",
     );
-    for (handle, _) in &states {
-        let n = ejections.get(&handle.name).map_or(0, |c| c.load(Relaxed));
+    for (handle, state) in &states {
+        // Ejections are counted on the endpoints; the registry keeps hooked-in extra counts.
+        let n = ejections.get(&handle.name).map_or(0, |c| c.load(Relaxed))
+            + state
+                .endpoints
+                .iter()
+                .map(|e| e.health.total_ejections())
+                .sum::<u64>();
         w.sample(
             "meshgate_upstream_ejections_total",
             &[("upstream", &handle.name)],
@@ -357,12 +364,47 @@ fn control_plane(w: &mut TextWriter, scrape: &Scrape<'_>, snapshot: &Snapshot) {
             age.as_secs_f64(),
         );
     }
+    // Upstreams whose endpoints come from discovery: 0 while fresh, the age of the outage
+    // while the registry is unreachable (the last known endpoints keep serving).
+    for handle in &snapshot.upstreams {
+        let state = handle.load();
+        if state.spec.discovery.is_none() {
+            continue;
+        }
+        let age = match (state.stale, state.stale_since) {
+            (true, Some(since)) => now.duration_since(since).unwrap_or_default(),
+            _ => std::time::Duration::ZERO,
+        };
+        w.sample(
+            "meshgate_discovery_staleness_seconds",
+            &[("source", &handle.name)],
+            age.as_secs_f64(),
+        );
+    }
     w.family(
         "meshgate_certificate_expiry_seconds",
         "gauge",
         "Seconds until a certificate expires (negative once expired).",
     );
-    for (name, not_after) in scrape.metrics.certificates.load().iter() {
+    let mut certificates: Vec<(String, SystemTime)> = scrape
+        .metrics
+        .certificates
+        .load()
+        .iter()
+        .map(|(name, at)| (name.to_string(), *at))
+        .collect();
+    if let Some(mesh) = &snapshot.mesh {
+        certificates.push((
+            format!("mesh:{}", mesh.identity.spiffe_id),
+            mesh.identity.not_after(),
+        ));
+    }
+    for (listener, tls) in &snapshot.tls {
+        for (name, not_after) in &tls.certificates {
+            certificates.push((format!("{listener}:{name}"), *not_after));
+        }
+    }
+    for (name, not_after) in &certificates {
         let left = match not_after.duration_since(now) {
             Ok(d) => d.as_secs_f64(),
             Err(e) => -e.duration().as_secs_f64(),
