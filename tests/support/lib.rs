@@ -14,6 +14,7 @@ pub mod net;
 pub mod otlp_receiver;
 pub mod prometheus;
 pub mod tls;
+pub mod upstreams;
 
 pub use backends::Backend;
 pub use client::{BOTH, Proto, TestClient, TestResponse};

@@ -13,50 +13,10 @@ mod selection;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use meshgate_actors::upstream::{UpstreamHandle, UpstreamState};
-use support::harness::PATIENCE;
-use support::{Backend, Proto, TestClient, TestNode};
-
-/// The live handle of an upstream of the node's serving config.
-pub fn upstream(node: &TestNode, name: &str) -> Arc<UpstreamHandle> {
-    node.handle()
-        .view()
-        .load()
-        .upstreams
-        .iter()
-        .find(|h| &*h.name == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no upstream named {name}"))
-}
-
-/// Wait (bounded) until the upstream's published state satisfies `ready`.
-pub async fn await_state(
-    handle: &UpstreamHandle,
-    what: &str,
-    ready: impl Fn(&UpstreamState) -> bool,
-) {
-    let mut published = handle.subscribe();
-    let wait = async {
-        loop {
-            if ready(&handle.load()) {
-                return;
-            }
-            published.changed().await.unwrap();
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "upstream {} never reached: {what}; last state: rotation {:?}, stale {}",
-                handle.name,
-                rotation(&handle.load()),
-                handle.load().stale
-            )
-        });
-}
+pub use support::upstreams::{admin_json, await_state, upstream};
+use support::{Backend, Proto, TestNode};
 
 /// The addresses that take traffic in this state.
 pub fn rotation(state: &UpstreamState) -> BTreeSet<SocketAddr> {
@@ -92,13 +52,6 @@ pub fn answered(counts: &HashMap<String, usize>) -> Vec<String> {
     let mut names: Vec<String> = counts.keys().cloned().collect();
     names.sort();
     names
-}
-
-/// `GET` an admin path and parse the JSON answer.
-pub async fn admin_json(node: &TestNode, path: &str) -> serde_json::Value {
-    let r = TestClient::new(Proto::Http1, node.admin()).get(path).await;
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
 }
 
 /// A gateway with one listener `main` routing everything to each named upstream by path

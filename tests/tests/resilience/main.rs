@@ -13,54 +13,13 @@ mod outlier;
 mod raw;
 mod retries;
 
-use std::sync::Arc;
-
-use meshgate_actors::upstream::{UpstreamHandle, UpstreamState};
-use support::harness::PATIENCE;
-use support::{Proto, TestClient, TestNode};
-
-/// The live handle of an upstream of the node's serving config.
-pub fn upstream(node: &TestNode, name: &str) -> Arc<UpstreamHandle> {
-    node.handle()
-        .view()
-        .load()
-        .upstreams
-        .iter()
-        .find(|h| &*h.name == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no upstream named {name}"))
-}
-
-/// Wait (bounded) until the upstream's published state satisfies `ready`.
-pub async fn await_state(
-    handle: &UpstreamHandle,
-    what: &str,
-    ready: impl Fn(&UpstreamState) -> bool,
-) {
-    let mut published = handle.subscribe();
-    let wait = async {
-        loop {
-            if ready(&handle.load()) {
-                return;
-            }
-            published.changed().await.unwrap();
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .unwrap_or_else(|_| panic!("upstream {} never reached: {what}", handle.name));
-}
+use meshgate_actors::upstream::UpstreamState;
+use support::TestNode;
+pub use support::upstreams::{admin_json, await_state, upstream};
 
 /// Whether the endpoint at `addr` takes traffic in this state.
 pub fn in_rotation(state: &UpstreamState, addr: std::net::SocketAddr) -> bool {
     state.rotation.iter().any(|e| e.address == addr)
-}
-
-/// `GET` an admin path and parse the JSON answer.
-pub async fn admin_json(node: &TestNode, path: &str) -> serde_json::Value {
-    let r = TestClient::new(Proto::Http1, node.admin()).get(path).await;
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
 }
 
 /// The admin view of one endpoint of an upstream.
