@@ -106,10 +106,23 @@ pub fn server_config(
     trust: &TrustBundle,
     options: &TlsOptions,
 ) -> Result<ServerConfig, PkiError> {
+    mtls_server_config(cert, trust, options, true)
+}
+
+fn mtls_server_config(
+    cert: Arc<SwappableCert>,
+    trust: &TrustBundle,
+    options: &TlsOptions,
+    client_cert_required: bool,
+) -> Result<ServerConfig, PkiError> {
     let provider = crypto_provider();
-    let client_verifier =
-        WebPkiClientVerifier::builder_with_provider(trust.root_store()?, Arc::clone(&provider))
-            .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(trust.root_store()?, Arc::clone(&provider));
+    let client_verifier = if client_cert_required {
+        verifier.build()?
+    } else {
+        verifier.allow_unauthenticated().build()?
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(options.versions())?
         .with_client_cert_verifier(client_verifier)
@@ -129,17 +142,29 @@ pub fn client_config(
     expected: ExpectedServer,
     options: &TlsOptions,
 ) -> Result<ClientConfig, PkiError> {
+    spiffe_client_config(Some(cert), trust, expected, options)
+}
+
+fn spiffe_client_config(
+    cert: Option<Arc<SwappableCert>>,
+    trust: &TrustBundle,
+    expected: ExpectedServer,
+    options: &TlsOptions,
+) -> Result<ClientConfig, PkiError> {
     let provider = crypto_provider();
     let verifier = SpiffeServerVerifier::new(
         trust.root_store()?,
         expected,
         provider.signature_verification_algorithms,
     );
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(options.versions())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_cert_resolver(cert);
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match cert {
+        Some(cert) => builder.with_client_cert_resolver(cert),
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = options.alpn.clone();
     Ok(config)
 }
@@ -154,19 +179,7 @@ pub fn anonymous_client_config(
     expected: ExpectedServer,
     options: &TlsOptions,
 ) -> Result<ClientConfig, PkiError> {
-    let provider = crypto_provider();
-    let verifier = SpiffeServerVerifier::new(
-        trust.root_store()?,
-        expected,
-        provider.signature_verification_algorithms,
-    );
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(options.versions())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = options.alpn.clone();
-    Ok(config)
+    spiffe_client_config(None, trust, expected, options)
 }
 
 /// A server config presenting `cert` that ASKS for a client certificate (verified against
@@ -177,15 +190,5 @@ pub fn optional_client_auth_server_config(
     trust: &TrustBundle,
     options: &TlsOptions,
 ) -> Result<ServerConfig, PkiError> {
-    let provider = crypto_provider();
-    let client_verifier =
-        WebPkiClientVerifier::builder_with_provider(trust.root_store()?, Arc::clone(&provider))
-            .allow_unauthenticated()
-            .build()?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(options.versions())?
-        .with_client_cert_verifier(client_verifier)
-        .with_cert_resolver(cert);
-    config.alpn_protocols = options.alpn.clone();
-    Ok(config)
+    mtls_server_config(cert, trust, options, false)
 }
