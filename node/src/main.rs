@@ -189,10 +189,17 @@ fn run(config_path: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = compiled.server.worker_threads {
-        runtime.worker_threads(n);
-    }
+    // One worker: a current-thread runtime. The multi-thread scheduler with one worker still
+    // pays for work stealing and cross-thread wakeups of its I/O driver on every timer.
+    let mut runtime = match compiled.server.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
