@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use support::{BOTH, Proto, TestNode};
 
-use super::{count, node_yaml, ok_route, sample, scrape, statuses};
+use super::{node_yaml, ok_route, sample, scrape, statuses};
 
 fn section(policies: &str) -> String {
     format!("rate_limiting:\n  policies:\n{policies}")

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use support::redis_server::RedisServer;
-use support::{Proto, TestClient, TestNode, TestResponse};
+use support::{NodeProcess, Proto, TestClient, TestNode, TestResponse};
 
 use super::{count, node_yaml, ok_route, sample, scrape, statuses};
 
@@ -244,4 +244,40 @@ async fn a_node_starts_and_serves_while_redis_is_down() {
     redis.start_again().await;
     let back = until(&c, "/api", "recovery", |r| r.status == 200).await;
     assert_eq!(back.header("x-ratelimit-remaining"), Some("4"));
+}
+
+#[tokio::test]
+async fn an_outage_and_the_recovery_are_logged_once_each() {
+    let mut redis = RedisServer::start().await;
+    let policies = "    - { name: shared, key: client_ip, store: redis, limits: [{ requests: 100, per: 1h }], fallback_limits: [{ requests: 50, per: 1h }] }\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meshgate.yaml");
+    let yaml = node_yaml(
+        &redis_section(&redis.url(), policies),
+        "admin: { address: \"127.0.0.1:0\" }",
+        &ok_route("api", "/api", "[shared]"),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let node = NodeProcess::spawn(&path).await;
+    let c = TestClient::new(Proto::Http1, node.addr("main"));
+    assert_eq!(c.get("/api").await.header("x-ratelimit-limit"), Some("100"));
+
+    redis.kill();
+    assert_eq!(statuses(&c, "/api", &[], 3).await, [200, 200, 200]);
+    let line = node
+        .wait_for_log("rate-limit Redis unreachable; policies apply their failure mode")
+        .await;
+    assert!(line.contains("WARN"), "{line}");
+
+    redis.start_again().await;
+    until(&c, "/api", "recovery", |r| {
+        r.header("x-ratelimit-limit") == Some("100")
+    })
+    .await;
+    node.wait_for_log("rate-limit Redis reachable again").await;
+    let log = node.log();
+    for needle in ["Redis unreachable", "Redis reachable again"] {
+        let n = log.iter().filter(|l| l.contains(needle)).count();
+        assert_eq!(n, 1, "{needle:?} logged {n} times:\n{}", log.join("\n"));
+    }
 }
