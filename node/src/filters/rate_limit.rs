@@ -23,7 +23,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use http::{HeaderValue, Request, Response, StatusCode};
 use meshgate_config::rate_limit::{
-    CompiledRateLimiting, FailureMode, PolicySpec, PolicyStore, RedisSpec,
+    Algorithm, CompiledRateLimiting, FailureMode, PolicySpec, PolicyStore, RedisSpec, Window,
 };
 
 use self::local::LocalLimiter;
@@ -213,7 +213,7 @@ impl PolicyLimiter {
         redis: Option<&Arc<RedisStore>>,
         previous: Option<&PolicyLimiter>,
     ) -> Self {
-        let local = |windows: &[meshgate_config::rate_limit::Window]| {
+        let local = |windows: &[Window]| {
             let limiter = Arc::new(LocalLimiter::new(spec.algorithm, windows));
             limiter.sweep_in_background();
             limiter
@@ -227,15 +227,7 @@ impl PolicyLimiter {
                 Some(store),
             ) => {
                 // The fallback's counters survive a change of Redis server or failure mode.
-                let kept = previous.and_then(|p| match &p.counter {
-                    PolicyCounter::Redis { fallback: f, .. }
-                        if p.spec.algorithm == spec.algorithm
-                            && matches!(&p.spec.store, PolicyStore::Redis { fallback: old, .. } if old == fallback) =>
-                    {
-                        Some(f.clone())
-                    }
-                    _ => None,
-                });
+                let kept = previous.and_then(|p| p.fallback_for(spec.algorithm, fallback));
                 PolicyCounter::Redis {
                     store: store.clone(),
                     key_prefix: format!(
@@ -254,6 +246,18 @@ impl PolicyLimiter {
         Self {
             spec: spec.clone(),
             counter,
+        }
+    }
+
+    /// This limiter's fallback counters, when it has the same algorithm and fallback windows.
+    fn fallback_for(&self, algorithm: Algorithm, windows: &[Window]) -> Option<Arc<LocalLimiter>> {
+        match (&self.counter, &self.spec.store) {
+            (PolicyCounter::Redis { fallback, .. }, PolicyStore::Redis { fallback: old, .. })
+                if self.spec.algorithm == algorithm && old.as_slice() == windows =>
+            {
+                Some(fallback.clone())
+            }
+            _ => None,
         }
     }
 

@@ -238,6 +238,11 @@ impl<C: Clock + Clone> LocalLimiter<C> {
         Decision::allowed(closest)
     }
 
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Keys currently held.
     pub fn len(&self) -> usize {
         match &self.counters {
@@ -316,7 +321,7 @@ fn gcra_refilling<C: Clock + Clone>(cells: &GcraCells, meters: &[Meter<C>]) -> b
     cells.0.iter().zip(meters).any(|(cell, meter)| {
         // A read: the closure refuses, so governor's state is left as it was.
         let tat = cell
-            .measure_and_replace(&NotKeyed::NonKey, |tat| Err::<((), Nanos), _>(tat))
+            .measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>)
             .err()
             .flatten();
         let now = meter.limiter.clock().now().duration_since(meter.origin);
