@@ -5,8 +5,10 @@
 //! config is compiled). Names come from `rate_limiting.headers`; an unset name is not sent.
 
 use std::fmt::Write;
+use std::ops::Range;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderValue};
 use meshgate_config::rate_limit::HeaderNames;
 
@@ -24,26 +26,37 @@ pub fn add(
     }
     let Some(report) = report else { return };
     let reset = ceil_secs(report.reset);
-    if let Some(name) = &names.limit {
-        headers.insert(name.clone(), HeaderValue::from(report.limit));
-    }
-    if let Some(name) = &names.remaining {
-        headers.insert(name.clone(), HeaderValue::from(report.remaining));
-    }
-    if let Some(name) = &names.reset {
-        headers.insert(name.clone(), HeaderValue::from(reset));
-    }
-    if let Some(name) = &names.ratelimit {
-        let mut value = String::with_capacity(report.label.len() + 24);
-        let _ = write!(
-            value,
-            "\"{}\";r={};t={reset}",
-            report.label, report.remaining
-        );
-        if let Ok(value) = HeaderValue::from_str(&value) {
+    // Every value is written into one buffer and handed out as slices of it: one allocation
+    // per response instead of one per header.
+    let mut buf = BytesMut::with_capacity(report.label.len() + 64);
+    let limit = written(&mut buf, format_args!("{}", report.limit));
+    let remaining = written(&mut buf, format_args!("{}", report.remaining));
+    let reset_secs = written(&mut buf, format_args!("{reset}"));
+    let ratelimit = written(
+        &mut buf,
+        format_args!("\"{}\";r={};t={reset}", report.label, report.remaining),
+    );
+    let buf = buf.freeze();
+    let fields = [
+        (&names.limit, limit),
+        (&names.remaining, remaining),
+        (&names.reset, reset_secs),
+        (&names.ratelimit, ratelimit),
+    ];
+    for (name, range) in fields {
+        if let Some(name) = name
+            && let Ok(value) = HeaderValue::from_maybe_shared(buf.slice(range))
+        {
             headers.insert(name.clone(), value);
         }
     }
+}
+
+/// Append `value` to `buf`; the range it took.
+fn written(buf: &mut BytesMut, value: std::fmt::Arguments<'_>) -> Range<usize> {
+    let start = buf.len();
+    let _ = buf.write_fmt(value);
+    start..buf.len()
 }
 
 /// Whole seconds, rounded up: a client that waits this long finds the window reset.

@@ -2,8 +2,10 @@
 //! [`check.lua`](check.lua) — all of a policy's windows read, decided and (only if every one
 //! admits the request) written in one atomic step, on the Redis server's clock.
 //!
-//! The connection is redis-rs's `ConnectionManager`: one multiplexed connection, pipelined,
-//! reconnecting by itself after errors; created lazily, so a node starts while Redis is down.
+//! The connection is redis-rs's `ConnectionManager`: one multiplexed connection (checks reach
+//! its writer task through a channel and are pipelined; the current connection sits behind an
+//! `ArcSwap`), reconnecting by itself after errors; created lazily, so a node starts while
+//! Redis is down.
 //! A check waits at most `timeout`. A failed or late check marks the store unreachable for
 //! `retry_interval`, during which checks do not touch Redis at all — the policy's failure mode
 //! decides at once (a local fallback limit, or 503) — and then the next request tries again:
@@ -22,6 +24,8 @@ use super::{Decision, WindowReport};
 use crate::telemetry::metrics::rate_limit_store::RateLimitStoreMetrics;
 
 const SCRIPT: &str = include_str!("check.lua");
+/// Concurrent checks a node may have queued for Redis without waiting for channel space.
+const PIPELINE_BUFFER: usize = 1024;
 
 /// The script's name for an algorithm (also part of the Redis key).
 pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
@@ -66,7 +70,9 @@ impl RedisStore {
             .set_response_timeout(Some(spec.timeout))
             // One attempt per reconnect: the store's own retry interval paces the next one.
             .set_number_of_retries(0)
-            .set_min_delay(Duration::from_millis(10));
+            .set_min_delay(Duration::from_millis(10))
+            // Checks queued for the connection's writer before a sender waits (default 50).
+            .set_pipeline_buffer_size(PIPELINE_BUFFER);
         let connection = redis::Client::open(spec.url.as_str())
             .and_then(|client| ConnectionManager::new_lazy_with_config(client, config));
         let connection = match connection {
