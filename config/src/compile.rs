@@ -16,6 +16,9 @@ use crate::model::{
     UpstreamConfig, UpstreamProtocol, ValueMatchConfig,
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
+use crate::rate_limit::{
+    CompiledRateLimiting, RouteRateLimit, compile_rate_limiting, compile_route_rate_limit,
+};
 use crate::resilience::{RetrySpec, UpstreamResilience};
 use crate::route_table::RouteTable;
 use crate::telemetry::TelemetrySpec;
@@ -44,6 +47,8 @@ pub struct CompiledConfig {
     pub telemetry: TelemetrySpec,
     /// Consumers, identity providers and settings shared by every route's auth.
     pub auth: Arc<CompiledAuth>,
+    /// Rate-limit policies, Redis settings and header names shared by every route.
+    pub rate_limiting: Arc<CompiledRateLimiting>,
     /// The config this was compiled from (for the admin API and diffing on reload).
     pub source: Config,
 }
@@ -88,6 +93,8 @@ pub struct CompiledRoute {
     pub action: RouteAction,
     /// The generation's auth and this route's policy (`auth.policy` is `None` without `auth:`).
     pub auth: RouteAuth,
+    /// The rate-limit policies this route applies (none without `rate_limit:`).
+    pub rate_limit: RouteRateLimit,
 }
 
 /// The non-path conditions of a route.
@@ -273,11 +280,12 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         .map(|(i, u)| (&*u.name, i))
         .collect();
     let auth = compile_auth(config);
+    let rate_limiting = compile_rate_limiting(config);
     let routes: Vec<Arc<CompiledRoute>> = config
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| Arc::new(compile_route(i, r, &upstream_index, &auth)))
+        .map(|(i, r)| Arc::new(compile_route(i, r, &upstream_index, &auth, &rate_limiting)))
         .collect();
 
     let mut tables: HashMap<Vec<usize>, Arc<RouteTable>> = HashMap::new();
@@ -361,6 +369,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
         registration: config.registration.clone(),
         telemetry: crate::telemetry::compile(&config.telemetry),
         auth,
+        rate_limiting,
         source: config.clone(),
     })
 }
@@ -421,6 +430,7 @@ fn compile_route(
     r: &RouteConfig,
     upstream_index: &HashMap<&str, usize>,
     auth: &Arc<CompiledAuth>,
+    rate_limiting: &Arc<CompiledRateLimiting>,
 ) -> CompiledRoute {
     let name: Arc<str> = crate::validate::route_name(index, r).into();
     let m = &r.matcher;
@@ -469,6 +479,7 @@ fn compile_route(
         predicates,
         action,
         auth: compile_route_auth(auth, r.auth.as_ref()),
+        rate_limit: compile_route_rate_limit(rate_limiting, index),
     }
 }
 

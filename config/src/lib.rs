@@ -21,6 +21,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod path_template;
+pub mod rate_limit;
 pub mod resilience;
 pub mod route_table;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::model::{AuthConfig, ConsumerConfig, RouteAuthConfig};
 use crate::duration::HumanDuration;
+use crate::rate_limit::model::{RateLimitingConfig, RouteRateLimitConfig};
 use crate::resilience::{
     CircuitBreakerConfig, FallbackConfig, HealthCheckConfig, LimitsConfig, OutlierDetectionConfig,
     RetryConfig,
@@ -66,6 +67,9 @@ pub struct Config {
     /// Known callers and their credentials.
     #[serde(default)]
     pub consumers: Vec<ConsumerConfig>,
+    /// Rate-limit policies, their Redis store and response headers (docs/rate-limiting.md).
+    #[serde(default)]
+    pub rate_limiting: RateLimitingConfig,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.
@@ -168,6 +172,9 @@ pub struct RouteConfig {
     /// Who may call this route (see docs/authentication.md).
     #[serde(default)]
     pub auth: Option<RouteAuthConfig>,
+    /// Rate-limit policies applied after auth: names, inline policies, overrides.
+    #[serde(default)]
+    pub rate_limit: Vec<RouteRateLimitConfig>,
 }
 
 /// What a request must look like for a route to apply. Every non-empty list must match.

@@ -74,6 +74,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
         &root.field("telemetry"),
     ));
     v.errors.extend(crate::auth::validate_auth(config));
+    v.errors
+        .extend(crate::rate_limit::validate_rate_limits(config));
     v.finish()
 }
 

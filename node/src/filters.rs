@@ -4,6 +4,7 @@
 //! the filters' state that outlives config generations (caches, key sets).
 
 pub mod auth;
+pub mod rate_limit;
 
 use std::sync::{Arc, Weak};
 
@@ -11,13 +12,16 @@ use http::{Request, Response};
 use meshgate_actors::NodeView;
 
 use self::auth::{AuthRuntime, AuthStats};
+use self::rate_limit::RateLimitRuntime;
 use crate::proxy::body::ProxyBody;
 use crate::server::context::RequestContext;
+use crate::telemetry::metrics::rate_limit_store::RateLimitStoreMetrics;
 
 /// State the filters keep across reloads, one per node.
 #[derive(Debug)]
 pub struct FilterRuntime {
     pub auth: AuthRuntime,
+    pub rate_limit: RateLimitRuntime,
 }
 
 /// Why the filters' state could not be created.
@@ -26,9 +30,12 @@ pub struct FilterRuntime {
 pub struct FilterStartError(#[from] auth::digest::RandomUnavailable);
 
 impl FilterRuntime {
-    pub fn new() -> Result<Arc<Self>, FilterStartError> {
+    pub fn new(
+        rate_limit_metrics: Arc<RateLimitStoreMetrics>,
+    ) -> Result<Arc<Self>, FilterStartError> {
         Ok(Arc::new(Self {
             auth: AuthRuntime::new()?,
+            rate_limit: RateLimitRuntime::new(rate_limit_metrics),
         }))
     }
 
@@ -36,6 +43,7 @@ impl FilterRuntime {
     /// background work (JWKS fetches) starts with the config rather than with its first request.
     pub fn follow(self: &Arc<Self>, view: &Arc<NodeView>) {
         self.auth.prepare(&view.load().config.auth);
+        self.rate_limit.prepare(&view.load().config.rate_limiting);
         let mut reloads = view.reloads();
         let filters: Weak<Self> = Arc::downgrade(self);
         let view: Weak<NodeView> = Arc::downgrade(view);
@@ -45,6 +53,9 @@ impl FilterRuntime {
                     return;
                 };
                 filters.auth.prepare(&view.load().config.auth);
+                filters
+                    .rate_limit
+                    .prepare(&view.load().config.rate_limiting);
             }
         });
     }
@@ -55,6 +66,7 @@ impl FilterRuntime {
 }
 
 /// Run the route's filters in order. `Err` is the response that ends the request.
+/// Rate limits run after authentication, so that they can key on the consumer.
 pub async fn before_action<B>(
     filters: &FilterRuntime,
     ctx: &mut RequestContext,
@@ -67,5 +79,6 @@ pub async fn before_action<B>(
     {
         metrics.auth_rejected(req.method());
     }
-    authenticated
+    authenticated?;
+    rate_limit::limit(&filters.rate_limit, ctx, req).await
 }

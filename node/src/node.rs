@@ -46,7 +46,8 @@ impl Node {
     ) -> Result<NodeHandle, StartError> {
         let view = NodeView::new(empty_snapshot()?);
         let telemetry = Telemetry::new();
-        let filters = FilterRuntime::new().map_err(|e| StartError::Startup(e.to_string()))?;
+        let filters = FilterRuntime::new(telemetry.metrics.rate_limit_store.clone())
+            .map_err(|e| StartError::Startup(e.to_string()))?;
         let services = NodeServices {
             proxy: ProxyService::new(view.clone(), filters.clone()),
             admin: AdminService::new(view.clone(), telemetry.clone()),
@@ -118,6 +119,11 @@ impl NodeHandle {
     /// Authentication counters (Argon2 verifications, JWKS fetches, introspection calls).
     pub fn auth_stats(&self) -> AuthStats {
         self.filters.auth_stats()
+    }
+
+    /// Client keys held in memory by rate-limit policy `id` (its fallback's, for Redis).
+    pub fn rate_limit_keys(&self, id: &str) -> Option<usize> {
+        self.filters.rate_limit.local_keys(id)
     }
 
     /// Where a proxy listener is bound (port 0 resolved).

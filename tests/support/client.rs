@@ -56,12 +56,19 @@ pub struct TestClient {
 
 impl TestClient {
     pub fn new(proto: Proto, addr: SocketAddr) -> Self {
+        Self::from_ip(proto, addr, None)
+    }
+
+    /// A client whose connections come from `local` (any 127.0.0.0/8 address on loopback), so
+    /// that tests can be several clients by IP.
+    pub fn from_ip(proto: Proto, addr: SocketAddr, local: Option<std::net::IpAddr>) -> Self {
         let mut builder = Client::builder(TokioExecutor::new());
         if proto == Proto::Http2 {
             builder.http2_only(true);
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_local_address(local);
         Self {
             proto,
             base: format!("http://{addr}"),

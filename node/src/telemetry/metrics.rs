@@ -19,6 +19,7 @@
 //! profiles ever show contention, `Counter` is the one type to shard.
 
 pub mod exposition;
+pub mod rate_limit_store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -253,6 +254,8 @@ pub struct Metrics {
     ejections: ArcSwap<BTreeMap<Arc<str>, Arc<AtomicU64>>>,
     discovery_synced: ArcSwap<BTreeMap<Arc<str>, SystemTime>>,
     certificates: ArcSwap<BTreeMap<Arc<str>, SystemTime>>,
+    /// Reported by the rate-limit filter.
+    pub rate_limit_store: Arc<rate_limit_store::RateLimitStoreMetrics>,
     pub started_at: SystemTime,
 }
 
@@ -265,6 +268,7 @@ impl Default for Metrics {
             ejections: ArcSwap::default(),
             discovery_synced: ArcSwap::default(),
             certificates: ArcSwap::default(),
+            rate_limit_store: Arc::default(),
             started_at: SystemTime::now(),
         }
     }

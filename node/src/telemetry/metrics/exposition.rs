@@ -68,7 +68,50 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     upstreams(&mut w, scrape.metrics, &snapshot);
     control_plane(&mut w, scrape, &snapshot);
     recorder(&mut w, &scrape.recorder);
+    rate_limit_store(&mut w, &scrape.metrics.rate_limit_store);
     w.out
+}
+
+fn rate_limit_store(w: &mut TextWriter, store: &super::rate_limit_store::RateLimitStoreMetrics) {
+    if !store.configured() {
+        return;
+    }
+    w.family(
+        "meshgate_rate_limit_redis_up",
+        "gauge",
+        "1 while the rate-limit Redis answers, 0 while policies apply their failure mode.",
+    );
+    w.sample(
+        "meshgate_rate_limit_redis_up",
+        &[],
+        u8::from(store.reachable()),
+    );
+    w.family(
+        "meshgate_rate_limit_redis_errors_total",
+        "counter",
+        "Rate-limit checks in Redis that failed or timed out.",
+    );
+    w.sample(
+        "meshgate_rate_limit_redis_errors_total",
+        &[],
+        store.errors(),
+    );
+    let (open, closed) = store.fallbacks();
+    w.family(
+        "meshgate_rate_limit_redis_fallback_total",
+        "counter",
+        "Requests decided without Redis: by the local fallback limit (open) or refused (closed).",
+    );
+    w.sample(
+        "meshgate_rate_limit_redis_fallback_total",
+        &[("mode", "open")],
+        open,
+    );
+    w.sample(
+        "meshgate_rate_limit_redis_fallback_total",
+        &[("mode", "closed")],
+        closed,
+    );
 }
 
 fn process(w: &mut TextWriter, scrape: &Scrape<'_>) {
