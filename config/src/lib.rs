@@ -23,6 +23,7 @@ pub mod model;
 pub mod path_template;
 pub mod resilience;
 pub mod route_table;
+pub mod security;
 pub mod telemetry;
 pub mod validate;
 

@@ -49,6 +49,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "telemetry",
     "auth",
     "consumers",
+    "security",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -141,6 +142,7 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
         telemetry: section(take("telemetry"), &root.field("telemetry"), &mut errors),
         auth: section(take("auth"), &root.field("auth"), &mut errors),
         consumers: list(take("consumers"), &root.field("consumers"), &mut errors),
+        security: section(take("security"), &root.field("security"), &mut errors),
     };
     if errors.is_empty() {
         Ok(config)

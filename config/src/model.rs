@@ -66,6 +66,10 @@ pub struct Config {
     /// Known callers and their credentials.
     #[serde(default)]
     pub consumers: Vec<ConsumerConfig>,
+    /// Edge protection defaults: client IP, limits, IP rules, WAF, bots, slow clients
+    /// (docs/security.md).
+    #[serde(default)]
+    pub security: crate::security::SecurityConfig,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.
@@ -137,6 +141,12 @@ pub struct ListenerConfig {
     /// authorized by their SPIFFE id (see `mesh.authorization`).
     #[serde(default)]
     pub mesh: Option<MeshListenerRole>,
+    /// Read a PROXY protocol v1/v2 header first on every connection (a load balancer in front).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Overrides of `security:` for this listener (same shape, merged field by field).
+    #[serde(default)]
+    pub security: Option<serde_json::Value>,
 }
 
 /// What a listener does in the mesh.
@@ -168,6 +178,9 @@ pub struct RouteConfig {
     /// Who may call this route (see docs/authentication.md).
     #[serde(default)]
     pub auth: Option<RouteAuthConfig>,
+    /// Overrides of `security:` for this route (route-level fields only).
+    #[serde(default)]
+    pub security: Option<serde_json::Value>,
 }
 
 /// What a request must look like for a route to apply. Every non-empty list must match.

@@ -74,6 +74,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
         &root.field("telemetry"),
     ));
     v.errors.extend(crate::auth::validate_auth(config));
+    v.errors.extend(crate::security::validate_security(config));
     v.finish()
 }
 

@@ -4,6 +4,7 @@
 //! the filters' state that outlives config generations (caches, key sets).
 
 pub mod auth;
+pub mod security;
 
 use std::sync::{Arc, Weak};
 
@@ -18,6 +19,8 @@ use crate::server::context::RequestContext;
 #[derive(Debug)]
 pub struct FilterRuntime {
     pub auth: AuthRuntime,
+    /// What the edge security checks refused or detected.
+    pub security: security::SecurityStats,
 }
 
 /// Why the filters' state could not be created.
@@ -29,6 +32,7 @@ impl FilterRuntime {
     pub fn new() -> Result<Arc<Self>, FilterStartError> {
         Ok(Arc::new(Self {
             auth: AuthRuntime::new()?,
+            security: security::SecurityStats::default(),
         }))
     }
 

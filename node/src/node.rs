@@ -120,6 +120,11 @@ impl NodeHandle {
         self.filters.auth_stats()
     }
 
+    /// What the edge security checks refused or detected so far.
+    pub fn security_stats(&self) -> crate::filters::security::SecurityCounts {
+        self.filters.security.snapshot()
+    }
+
     /// Where a proxy listener is bound (port 0 resolved).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
         self.view.load().bound_address(name)

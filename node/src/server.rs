@@ -1,8 +1,11 @@
 //! The proxy listener's data plane: serve one client connection with hyper (HTTP/1.1 and h2c),
 //! and run each request through routing to a direct response or the upstream proxy.
 
+pub mod admission;
+pub mod conn_limit;
 pub mod context;
 pub mod direct;
+pub mod proxy_protocol;
 pub mod request_id;
 
 use std::convert::Infallible;
@@ -29,8 +32,10 @@ use crate::proxy::{self, ForwardRequest};
 use crate::router;
 use crate::telemetry::{self, GenerationTelemetry, ObservedBody, RequestObservation};
 
-/// Largest request head hyper accepts before answering 431.
+/// Largest request head hyper accepts before answering 431 (at least; see `HttpSettings`).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper's own default header count.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 /// HTTP/2 streams a client may open at once (Envoy and nginx use 100–128).
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 
@@ -87,6 +92,17 @@ impl Gateway {
         mut req: Request<Incoming>,
         ctx: &mut RequestContext,
     ) -> Response<ProxyBody> {
+        let security = self
+            .view
+            .load()
+            .listener(&ctx.conn.listener)
+            .map(|l| l.security.clone());
+        let stats = &self.filters.security;
+        if let Some(s) = &security
+            && let Err(refused) = filters::security::before_routing(&s.policy, stats, ctx, &mut req)
+        {
+            return *refused;
+        }
         // A cheap clone (shared bytes) so the canonical path can outlive moving `req`.
         let uri = req.uri().clone();
         let path = match router::normalize(uri.path()) {
@@ -110,6 +126,13 @@ impl Gateway {
                 return GatewayError::NoRoute.to_response(&ctx.request_id);
             };
             let Some(matched) = router::find_route(table, &req, &path) else {
+                // Unrouted requests meet the listener's IP, bot and WAF rules before their 404.
+                if let Some(s) = &security
+                    && let Err(refused) =
+                        filters::security::check_head(&s.policy, stats, ctx, &req, &path)
+                {
+                    return *refused;
+                }
                 return GatewayError::NoRoute.to_response(&ctx.request_id);
             };
             let upstream = match &matched.route.action {
@@ -122,6 +145,20 @@ impl Gateway {
         drop(routing);
         ctx.route = Some(matched.route.clone());
         ctx.params = matched.params.clone();
+        let body_guard = match &security {
+            Some(s) => {
+                let policy = s.for_route(matched.route.index);
+                let proxied = matches!(matched.route.action, RouteAction::Proxy(_));
+                match filters::security::after_routing(policy, stats, ctx, &mut req, &path, proxied)
+                    .await
+                {
+                    Ok(guard) => guard,
+                    Err(refused) => return *refused,
+                }
+            }
+            None => None,
+        };
+        let body_verdict = body_guard.as_ref().map(|g| g.verdict.clone());
         let filtering = telemetry::tracing::filters_span(&ctx.observe.span);
         if let Err(response) = filters::before_action(&self.filters, ctx, &mut req)
             .instrument(filtering)
@@ -146,11 +183,19 @@ impl Gateway {
                             request_id: &ctx.request_id,
                             span: &ctx.observe.span,
                             request_bytes: ctx.observe.request_body_counter(),
+                            body_guard,
                         },
                     )
                     .await;
                     ctx.observe.upstream = call;
-                    response
+                    match body_verdict.and_then(|v| v.get()) {
+                        // The body broke a limit while streaming and the try failed for it
+                        // (HTTP/2 upstreams report a reset rather than our error).
+                        Some(r) if response.status().is_server_error() => {
+                            *filters::security::cut(stats, r, ctx)
+                        }
+                        _ => response,
+                    }
                 }
                 None => GatewayError::NoEndpoint(spec.upstream_name.to_string())
                     .to_response(&ctx.request_id),
@@ -184,6 +229,8 @@ fn finish(mut response: Response<ProxyBody>, ctx: &mut RequestContext) -> Respon
 pub struct ProxyService {
     gateway: Arc<Gateway>,
     view: Arc<NodeView>,
+    /// Live connections per listener and client IP (kept across reloads).
+    per_ip: Arc<conn_limit::PerIpConnections>,
 }
 
 impl ProxyService {
@@ -191,6 +238,7 @@ impl ProxyService {
         Arc::new(Self {
             gateway: Gateway::new(view.clone(), filters),
             view,
+            per_ip: conn_limit::PerIpConnections::new(),
         })
     }
 }
@@ -198,12 +246,15 @@ impl ProxyService {
 impl ConnectionHandler for ProxyService {
     fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let gateway = self.gateway.clone();
-        let (settings, tls, counted) = {
+        let per_ip = self.per_ip.clone();
+        let (settings, tls, counted, security) = {
             let snapshot = self.view.load();
-            let settings = HttpSettings {
-                http2: snapshot.listener_http2(&conn.listener),
-                header_read_timeout: snapshot.config.server.header_read_timeout,
-            };
+            let security = snapshot.listener(&conn.listener).map(|l| l.security.clone());
+            let settings = HttpSettings::new(
+                snapshot.listener_http2(&conn.listener),
+                snapshot.config.server.header_read_timeout,
+                security.as_ref().map(|s| &*s.policy),
+            );
             let counted = snapshot
                 .extension::<GenerationTelemetry>()
                 .and_then(|t| t.listener(&conn.listener))
@@ -212,9 +263,35 @@ impl ConnectionHandler for ProxyService {
                 settings,
                 snapshot.listener_tls(&conn.listener).cloned(),
                 counted,
+                security,
             )
         };
         Box::pin(async move {
+            let AcceptedConnection {
+                stream,
+                peer,
+                local,
+                listener,
+                graceful,
+                force,
+            } = conn;
+            let gate = admission::Gate {
+                listener: &listener,
+                security: security.as_deref(),
+                header_timeout: settings.header_read_timeout,
+                per_ip: &per_ip,
+                stats: &gateway.filters.security,
+            };
+            let Some(admitted) = admission::admit(stream, peer, gate).await else {
+                return;
+            };
+            let conn = ClientConnection {
+                peer: admitted.peer,
+                local,
+                listener,
+                graceful,
+                force,
+            };
             match tls {
                 None => {
                     let info = Arc::new(ConnInfo {
@@ -225,14 +302,47 @@ impl ConnectionHandler for ProxyService {
                         tls_info: None,
                         tls_version: None,
                     });
-                    let io = TokioIo::new(conn.stream);
+                    let io = TokioIo::new(admitted.stream);
                     serve_http(gateway, io, info, settings, &conn.graceful, &conn.force).await;
                 }
-                Some(tls) => serve_tls(gateway, conn, tls, settings).await,
+                Some(tls) => serve_tls(gateway, admitted.stream, conn, tls, settings).await,
             }
+            drop(admitted.permit);
             drop(counted);
         })
     }
+}
+
+/// What the header watchdog knows of a connection: request heads completed, and whether they
+/// came over HTTP/2. Written once per request with relaxed atomics.
+#[derive(Debug, Default)]
+struct RequestActivity {
+    requests: std::sync::atomic::AtomicU64,
+    h2: std::sync::atomic::AtomicBool,
+}
+
+impl RequestActivity {
+    fn record(&self, version: http::Version) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        if version == http::Version::HTTP_2 {
+            self.h2.store(true, Relaxed);
+        }
+    }
+
+    fn read(&self) -> (u64, bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.requests.load(Relaxed), self.h2.load(Relaxed))
+    }
+}
+
+/// An admitted client connection (its peer is the PROXY protocol source when there is one).
+struct ClientConnection {
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: Arc<str>,
+    graceful: tokio_util::sync::CancellationToken,
+    force: tokio_util::sync::CancellationToken,
 }
 
 /// What hyper needs to know about a listener.
@@ -240,6 +350,44 @@ impl ConnectionHandler for ProxyService {
 struct HttpSettings {
     http2: bool,
     header_read_timeout: Duration,
+    /// hyper's own hard limits, set above the configured ones so that those answer first with
+    /// the standard error body; hyper still refuses anything beyond (431/414, or h2's 431).
+    max_buf_size: usize,
+    max_headers: usize,
+    h2_max_header_list_size: u32,
+}
+
+impl HttpSettings {
+    fn new(
+        http2: bool,
+        server_timeout: Duration,
+        policy: Option<&meshgate_config::security::SecurityPolicy>,
+    ) -> Self {
+        let Some(p) = policy.filter(|p| p.enabled) else {
+            return Self {
+                http2,
+                header_read_timeout: server_timeout,
+                max_buf_size: MAX_HEADER_BYTES,
+                max_headers: HYPER_DEFAULT_MAX_HEADERS,
+                h2_max_header_list_size: MAX_HEADER_BYTES as u32,
+            };
+        };
+        let max_headers = (p.max_headers * 2).max(HYPER_DEFAULT_MAX_HEADERS);
+        // Each field line adds ": " and CRLF; the request line carries the target.
+        let head = p.max_header_bytes + 4 * max_headers + p.max_uri_length + 1024;
+        Self {
+            http2,
+            header_read_timeout: p.header_timeout,
+            max_buf_size: head.max(MAX_HEADER_BYTES),
+            max_headers,
+            // RFC 9113 §6.5.2 counts 32 bytes of overhead per field.
+            h2_max_header_list_size: u32::try_from(
+                (p.max_header_bytes + 32 * max_headers + p.max_uri_length + 1024)
+                    .max(MAX_HEADER_BYTES),
+            )
+            .unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// What a TLS handshake established.
@@ -259,12 +407,13 @@ pub struct TlsInfo {
 
 async fn serve_tls(
     gateway: Arc<Gateway>,
-    conn: AcceptedConnection,
+    stream: admission::ClientStream,
+    conn: ClientConnection,
     tls: Arc<meshgate_actors::tls::ListenerTls>,
     settings: HttpSettings,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
-    let handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(conn.stream));
+    let handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream));
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
@@ -337,7 +486,10 @@ async fn serve_http<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = info.peer;
+    let activity = Arc::new(RequestActivity::default());
+    let seen_by_service = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
+        seen_by_service.record(req.version());
         let gateway = gateway.clone();
         let info = info.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req, &info).await) }
@@ -347,11 +499,13 @@ async fn serve_http<I>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_buf_size(settings.max_buf_size.max(8192))
+        .max_headers(settings.max_headers)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(settings.h2_max_header_list_size)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -360,14 +514,38 @@ async fn serve_http<I>(
     }
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(e) = result {
-                tracing::trace!(%peer, error = %e, "client connection ended with an error");
+    // hyper's header timeout covers HTTP/1.1 once it knows the protocol; this watchdog covers
+    // the rest: a connection that completes no request head within the timeout (nothing sent,
+    // a stalled h2c preface, or an HTTP/2 client trickling header frames) is closed, and an
+    // HTTP/2 connection that starts no new request for that long gets a GOAWAY (streams in
+    // flight finish) — the HTTP/2 equivalent of HTTP/1.1's keep-alive limit.
+    let timeout = settings.header_read_timeout;
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = 0;
+    let mut idle_closed = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(%peer, error = %e, "client connection ended with an error");
+                }
+                return;
             }
-            return;
+            _ = graceful.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline), if !idle_closed => {
+                let (requests, h2) = activity.read();
+                if requests == 0 {
+                    tracing::debug!(%peer, ?timeout, "no complete request head in time; connection closed");
+                    return;
+                }
+                if requests == seen && h2 {
+                    connection.as_mut().graceful_shutdown();
+                    idle_closed = true;
+                }
+                seen = requests;
+                deadline = tokio::time::Instant::now() + timeout;
+            }
         }
-        _ = graceful.cancelled() => {}
     }
     // Draining: finish what is in flight, refuse new requests, then close.
     connection.as_mut().graceful_shutdown();
