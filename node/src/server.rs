@@ -194,7 +194,11 @@ impl Gateway {
                         Some(r) if response.status().is_server_error() => {
                             *filters::security::cut(stats, r, ctx)
                         }
-                        _ => response,
+                        Some(_) => {
+                            stats.count_cut_body();
+                            response
+                        }
+                        None => response,
                     }
                 }
                 None => GatewayError::NoEndpoint(spec.upstream_name.to_string())

@@ -70,6 +70,12 @@ impl SecurityStats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A body cut while streaming, answered from the proxy's error (413 or 408).
+    pub fn count_cut_body(&self) {
+        Self::bump(&self.bodies_cut);
+        Self::bump(&self.requests_refused);
+    }
+
     /// Count one event (connection-level checks live in `server`).
     pub fn bump_relaxed(c: &AtomicU64) {
         Self::bump(c);

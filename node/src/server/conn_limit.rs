@@ -2,8 +2,10 @@
 //! byte of HTTP or TLS is read. Lock-free: a count-min sketch of atomic counters (two rows of
 //! 2^15) keyed by a seeded hash of (listener, IP). Counts can only be overestimated (two IPs
 //! sharing both of their cells), never under: a client cannot evade its limit, and a false
-//! refusal needs both cells of its IP filled by others — with random per-process seeds and
-//! 32768 cells per row that needs millions of concurrent connections. Memory is fixed (256 KiB)
+//! refusal needs both cells of its IP holding `limit` connections of other clients: with N
+//! connections spread over 32768 cells per row a cell holds N/32768 on average, so at the
+//! default limit of 100 that takes millions of concurrent connections, and random per-process
+//! seeds keep an attacker from aiming at a victim's cells. Memory is fixed (256 KiB)
 //! whatever an attacker does with IPv6 source addresses, and nothing is ever allocated or
 //! removed, so there is no lock and no cleanup task.
 
@@ -146,11 +148,11 @@ mod tests {
         let held: Vec<_> = (0..20_000u32)
             .map(|i| {
                 let ip = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-                table.try_acquire("main", ip, 2).unwrap()
+                table.try_acquire("main", ip, 10).unwrap()
             })
             .collect();
         let newcomer: IpAddr = "2001:db8::7".parse().unwrap();
-        assert!(table.try_acquire("main", newcomer, 2).unwrap().is_some());
+        assert!(table.try_acquire("main", newcomer, 10).unwrap().is_some());
         drop(held);
     }
 }

@@ -170,7 +170,7 @@ impl Body for GuardedBody {
                         return this.reject(BodyRejection::TooLarge);
                     }
                 }
-                polled
+                Poll::Ready(polled)
             }
         }
     }
