@@ -38,7 +38,10 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// `base` with each layer merged over it in turn, as a typed config. The error is the field path
 /// inside the section and serde's reason.
-pub fn layered(base: &SecurityConfig, layers: &[&Value]) -> Result<SecurityConfig, (String, String)> {
+pub fn layered(
+    base: &SecurityConfig,
+    layers: &[&Value],
+) -> Result<SecurityConfig, (String, String)> {
     let mut value = serde_json::to_value(base).map_err(|e| (String::new(), e.to_string()))?;
     for layer in layers {
         merge_patch(&mut value, layer);

@@ -30,11 +30,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::body::{Held, ProxyBody, UpstreamBody};
-use crate::filters::security::body::BodyGuard;
 use self::headers::ClientSide;
 use self::pool::{Checkout, ConnLimits, ConnPool, Lease, PoolSettings};
 use self::retry::{RequestBody, TryFailure};
 use crate::error::{GatewayError, retry_after_value};
+use crate::filters::security::body::BodyGuard;
 use crate::server::ConnInfo;
 use crate::telemetry::UpstreamCall;
 use crate::telemetry::tracing as trace;
@@ -186,7 +186,8 @@ impl Tries<'_> {
             let outcome = self
                 .try_with_deadline(&endpoint, &state.endpoints, body)
                 .await;
-            if let Err(e @ (GatewayError::LimitReached(_) | GatewayError::ClientBody(_))) = outcome {
+            if let Err(e @ (GatewayError::LimitReached(_) | GatewayError::ClientBody(_))) = outcome
+            {
                 // Our own bound, or the client's body broke one: not the upstream's fault, so
                 // no verdict and no retry.
                 return Err(e);

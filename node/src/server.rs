@@ -253,7 +253,9 @@ impl ConnectionHandler for ProxyService {
         let per_ip = self.per_ip.clone();
         let (settings, tls, counted, security) = {
             let snapshot = self.view.load();
-            let security = snapshot.listener(&conn.listener).map(|l| l.security.clone());
+            let security = snapshot
+                .listener(&conn.listener)
+                .map(|l| l.security.clone());
             let settings = HttpSettings::new(
                 snapshot.listener_http2(&conn.listener),
                 snapshot.config.server.header_read_timeout,

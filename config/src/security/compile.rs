@@ -83,9 +83,9 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = t.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    t.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("{text:?} is not an IP address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)"))
+    t.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        format!("{text:?} is not an IP address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)")
+    })
 }
 
 /// What the WAF inspects and what it does on a match.
@@ -186,7 +186,9 @@ impl SecurityPolicy {
             max_headers: limits.max_headers,
             max_header_bytes: limits.max_header_bytes.as_usize(),
             max_uri_length: limits.max_uri_length.as_usize(),
-            header_timeout: slow.header_timeout.map_or(server_header_timeout, |t| t.get()),
+            header_timeout: slow
+                .header_timeout
+                .map_or(server_header_timeout, |t| t.get()),
             max_body_size: limits.max_body_size.get(),
             max_query_params: limits.max_query_params,
             min_body_rate,

@@ -18,7 +18,8 @@ const BASE: &str = "listeners: [{ name: main, address: \"127.0.0.1:0\" }]\n";
 
 #[test]
 fn defaults_match_the_documented_numbers() {
-    let yaml = format!("{BASE}routes: [{{ match: {{ paths: [\"/\"] }}, respond: {{ status: 200 }} }}]\n");
+    let yaml =
+        format!("{BASE}routes: [{{ match: {{ paths: [\"/\"] }}, respond: {{ status: 200 }} }}]\n");
     let config = parse_str(&yaml, Format::Yaml).unwrap();
     let compiled = compile(&config).unwrap();
     let p = &compiled.listeners[0].security.policy;
@@ -31,16 +32,37 @@ fn defaults_match_the_documented_numbers() {
     assert_eq!(p.max_query_params, 100);
     assert_eq!(p.header_timeout, Duration::from_secs(10));
     let rate = p.min_body_rate.unwrap();
-    assert_eq!((rate.bytes_per_second, rate.window), (1024, Duration::from_secs(10)));
+    assert_eq!(
+        (rate.bytes_per_second, rate.window),
+        (1024, Duration::from_secs(10))
+    );
     assert_eq!(p.waf.mode, WafMode::Off);
-    assert!(p.bots.deny.as_ref().unwrap().is_match("sqlmap/1.7.2#stable (https://sqlmap.org)"));
-    assert!(!p.bots.deny.as_ref().unwrap().is_match("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"));
+    assert!(
+        p.bots
+            .deny
+            .as_ref()
+            .unwrap()
+            .is_match("sqlmap/1.7.2#stable (https://sqlmap.org)")
+    );
+    assert!(
+        !p.bots
+            .deny
+            .as_ref()
+            .unwrap()
+            .is_match("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
+    );
     assert!(!compiled.listeners[0].security.proxy_protocol);
 }
 
 #[test]
 fn sizes_take_units() {
-    for (text, bytes) in [("512", 512), ("8KB", 8192), ("8 KiB", 8192), ("10MiB", 10 << 20), ("1g", 1 << 30)] {
+    for (text, bytes) in [
+        ("512", 512),
+        ("8KB", 8192),
+        ("8 KiB", 8192),
+        ("10MiB", 10 << 20),
+        ("1g", 1 << 30),
+    ] {
         assert_eq!(text.parse::<ByteSize>().unwrap().get(), bytes, "{text}");
     }
     assert!("10 parsecs".parse::<ByteSize>().is_err());
@@ -78,13 +100,23 @@ routes:
     assert!(edge.proxy_protocol);
     assert_eq!(edge.policy.max_headers, 80);
     assert_eq!(edge.policy.max_body_size, 1 << 20);
-    assert!(edge.policy.trusted_proxies.contains("192.0.2.7".parse().unwrap()));
+    assert!(
+        edge.policy
+            .trusted_proxies
+            .contains("192.0.2.7".parse().unwrap())
+    );
     let upload = edge.for_route(0);
     assert_eq!(upload.max_body_size, 100 << 20);
-    assert_eq!(upload.max_query_params, 20, "unset fields come from the global section");
+    assert_eq!(
+        upload.max_query_params, 20,
+        "unset fields come from the global section"
+    );
     assert_eq!(upload.max_headers, 80, "and from the listener");
     assert_eq!(upload.waf.mode, WafMode::Block);
-    assert!(upload.ip_deny.is_empty(), "a list replaces the inherited one");
+    assert!(
+        upload.ip_deny.is_empty(),
+        "a list replaces the inherited one"
+    );
     let other = edge.for_route(1);
     assert!(other.ip_deny.contains("10.1.2.3".parse().unwrap()));
     assert_eq!(other.waf.mode, WafMode::Off);
@@ -136,12 +168,15 @@ routes:
         assert!(has(path), "no error at {path}: {errs:#?}");
     }
     assert!(
-        errs.iter().any(|e| e.starts_with("routes[0].security") && e.contains("colour")),
+        errs.iter()
+            .any(|e| e.starts_with("routes[0].security") && e.contains("colour")),
         "{errs:#?}"
     );
     // The global section's problems are reported once, not again under each override.
     assert_eq!(
-        errs.iter().filter(|e| e.contains("max_header_bytes")).count(),
+        errs.iter()
+            .filter(|e| e.contains("max_header_bytes"))
+            .count(),
         1,
         "{errs:#?}"
     );
@@ -149,12 +184,11 @@ routes:
 
 #[test]
 fn a_listener_override_value_is_checked() {
-    let yaml = format!(
-        "listeners:\n  - name: main\n    address: \"127.0.0.1:0\"\n    security: {{ ip_rules: {{ allow: [nope] }} }}\n"
-    );
-    let errs = errors(&yaml);
+    let yaml = "listeners:\n  - name: main\n    address: \"127.0.0.1:0\"\n    security: { ip_rules: { allow: [nope] } }\n";
+    let errs = errors(yaml);
     assert!(
-        errs.iter().any(|e| e.starts_with("listeners[0].security.ip_rules.allow[0]:")),
+        errs.iter()
+            .any(|e| e.starts_with("listeners[0].security.ip_rules.allow[0]:")),
         "{errs:#?}"
     );
 }

@@ -108,8 +108,16 @@ fn check(s: &SecurityConfig, path: &FieldPath, errors: &mut Vec<ConfigError>) {
         &path.field("client_ip").field("trusted_proxies"),
         errors,
     );
-    cidrs(&s.ip_rules.allow, &path.field("ip_rules").field("allow"), errors);
-    cidrs(&s.ip_rules.deny, &path.field("ip_rules").field("deny"), errors);
+    cidrs(
+        &s.ip_rules.allow,
+        &path.field("ip_rules").field("allow"),
+        errors,
+    );
+    cidrs(
+        &s.ip_rules.deny,
+        &path.field("ip_rules").field("deny"),
+        errors,
+    );
     let l = &s.limits;
     let lp = path.field("limits");
     if !(1..=MAX_HEADERS_LIMIT).contains(&l.max_headers) {
@@ -134,10 +142,16 @@ fn check(s: &SecurityConfig, path: &FieldPath, errors: &mut Vec<ConfigError>) {
     if let Some(t) = s.slow_clients.header_timeout
         && t.get().is_zero()
     {
-        errors.push(sp.field("header_timeout").error("must be greater than zero"));
+        errors.push(
+            sp.field("header_timeout")
+                .error("must be greater than zero"),
+        );
     }
     if s.slow_clients.body_rate_window.get().is_zero() {
-        errors.push(sp.field("body_rate_window").error("must be greater than zero"));
+        errors.push(
+            sp.field("body_rate_window")
+                .error("must be greater than zero"),
+        );
     }
     let wp = path.field("waf");
     if s.waf.max_body_inspect.get() > MAX_WAF_BODY_INSPECT {
@@ -147,7 +161,10 @@ fn check(s: &SecurityConfig, path: &FieldPath, errors: &mut Vec<ConfigError>) {
         );
     }
     if s.waf.mode != WafMode::Off && s.waf.inspect.is_empty() {
-        errors.push(wp.field("inspect").error("name at least one of path, query, headers, body"));
+        errors.push(
+            wp.field("inspect")
+                .error("name at least one of path, query, headers, body"),
+        );
     }
     for (i, h) in s.waf.skip_headers.iter().enumerate() {
         if HeaderName::from_bytes(h.as_bytes()).is_err() {
@@ -161,8 +178,15 @@ fn check(s: &SecurityConfig, path: &FieldPath, errors: &mut Vec<ConfigError>) {
     let bp = path.field("bots");
     for (field, list) in [("deny", &s.bots.deny), ("allow", &s.bots.allow)] {
         for (i, pattern) in list.iter().enumerate() {
-            if let Err(e) = regex::RegexBuilder::new(pattern).size_limit(1 << 20).build() {
-                let reason = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            if let Err(e) = regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+            {
+                let reason = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 errors.push(
                     bp.field(field)
                         .index(i)

@@ -84,7 +84,12 @@ impl SecurityStats {
 
 type Refusal = Box<Response<ProxyBody>>;
 
-fn refuse(stats: &SecurityStats, status: StatusCode, message: &str, ctx: &RequestContext) -> Refusal {
+fn refuse(
+    stats: &SecurityStats,
+    status: StatusCode,
+    message: &str,
+    ctx: &RequestContext,
+) -> Refusal {
     SecurityStats::bump(&stats.requests_refused);
     tracing::debug!(
         client = %ctx.client_ip,
@@ -110,7 +115,12 @@ pub fn before_routing<B>(
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > policy.max_uri_length {
         // RFC 9110 §15.5.15.
-        return Err(refuse(stats, StatusCode::URI_TOO_LONG, "request target too long", ctx));
+        return Err(refuse(
+            stats,
+            StatusCode::URI_TOO_LONG,
+            "request target too long",
+            ctx,
+        ));
     }
     let headers = req.headers();
     if headers.len() > policy.max_headers {
@@ -196,12 +206,20 @@ pub fn check_head<B>(
         return Ok(());
     }
     let ip = ctx.client_ip;
-    if policy.ip_deny.contains(ip) || !(policy.ip_allow.is_empty() || policy.ip_allow.contains(ip)) {
-        return Err(refuse(stats, StatusCode::FORBIDDEN, "client IP is not allowed", ctx));
+    if policy.ip_deny.contains(ip) || !(policy.ip_allow.is_empty() || policy.ip_allow.contains(ip))
+    {
+        return Err(refuse(
+            stats,
+            StatusCode::FORBIDDEN,
+            "client IP is not allowed",
+            ctx,
+        ));
     }
     let headers = req.headers();
     if policy.bots.active() {
-        let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let ua = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
         let allowed = match (ua, &policy.bots.allow) {
             (Some(ua), Some(allow)) => allow.is_match(ua),
             _ => false,
@@ -211,14 +229,24 @@ pub fn check_head<B>(
             Some(ua) => policy.bots.deny.as_ref().is_some_and(|d| d.is_match(ua)),
         };
         if denied && !allowed {
-            return Err(refuse(stats, StatusCode::FORBIDDEN, "user agent is not allowed", ctx));
+            return Err(refuse(
+                stats,
+                StatusCode::FORBIDDEN,
+                "user agent is not allowed",
+                ctx,
+            ));
         }
     }
     let query = req.uri().query();
     if let Some(q) = query {
         let params = q.split('&').filter(|p| !p.is_empty()).count();
         if params > policy.max_query_params {
-            return Err(refuse(stats, StatusCode::BAD_REQUEST, "too many query parameters", ctx));
+            return Err(refuse(
+                stats,
+                StatusCode::BAD_REQUEST,
+                "too many query parameters",
+                ctx,
+            ));
         }
     }
     if let Some(length) = headers
@@ -227,7 +255,12 @@ pub fn check_head<B>(
         .and_then(|v| v.parse::<u64>().ok())
         && length > policy.max_body_size
     {
-        return Err(refuse(stats, StatusCode::PAYLOAD_TOO_LARGE, "request body too large", ctx));
+        return Err(refuse(
+            stats,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            ctx,
+        ));
     }
     if policy.waf.active()
         && let Some(finding) = waf::inspect_head(&policy.waf, path, query, headers)
@@ -289,7 +322,12 @@ async fn read_prefix(
         match next {
             None => break,
             Some(Err(_)) => {
-                return Err(refuse(stats, StatusCode::BAD_REQUEST, "request body could not be read", ctx));
+                return Err(refuse(
+                    stats,
+                    StatusCode::BAD_REQUEST,
+                    "request body could not be read",
+                    ctx,
+                ));
             }
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {

@@ -14,8 +14,8 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
-use crate::filters::security::body::{BodyGuard, GuardedBody};
 use crate::error::GatewayError;
+use crate::filters::security::body::{BodyGuard, GuardedBody};
 
 /// The client's request body, as the tries see it.
 #[derive(Debug)]

@@ -52,7 +52,10 @@ pub async fn admit(stream: TcpStream, peer: SocketAddr, gate: Gate<'_>) -> Optio
     };
     let (stream, peer) = if security.proxy_protocol {
         match super::proxy_protocol::accept(stream, gate.header_timeout).await {
-            Ok((stream, source)) => (ClientStream::Proxied(Box::new(stream)), source.unwrap_or(peer)),
+            Ok((stream, source)) => (
+                ClientStream::Proxied(Box::new(stream)),
+                source.unwrap_or(peer),
+            ),
             Err(e) => {
                 SecurityStats::bump_relaxed(&gate.stats.proxy_protocol_failures);
                 tracing::debug!(listener = gate.listener, %peer, error = %e, "connection closed");
@@ -63,14 +66,18 @@ pub async fn admit(stream: TcpStream, peer: SocketAddr, gate: Gate<'_>) -> Optio
         (ClientStream::Plain(stream), peer)
     };
     let policy = &security.policy;
-    let limit = if policy.enabled { policy.max_connections_per_ip } else { 0 };
+    let limit = if policy.enabled {
+        policy.max_connections_per_ip
+    } else {
+        0
+    };
     match gate.per_ip.try_acquire(gate.listener, peer.ip(), limit) {
         Ok(permit) => Some(Admitted {
             stream,
             peer,
             permit,
         }),
-        Err(()) => {
+        Err(super::conn_limit::OverLimit) => {
             SecurityStats::bump_relaxed(&gate.stats.connections_refused);
             tracing::debug!(listener = gate.listener, client = %peer.ip(), limit, "per-IP connection limit reached; connection closed");
             None

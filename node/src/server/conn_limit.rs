@@ -47,6 +47,11 @@ impl Default for PerIpConnections {
     }
 }
 
+/// The client already holds as many connections as the listener allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("per-IP connection limit reached")]
+pub struct OverLimit;
+
 /// Holds one connection's place in the counts; released on drop.
 #[derive(Debug)]
 pub struct ConnectionPermit {
@@ -86,7 +91,7 @@ impl PerIpConnections {
         listener: &str,
         ip: IpAddr,
         limit: u32,
-    ) -> Result<Option<ConnectionPermit>, ()> {
+    ) -> Result<Option<ConnectionPermit>, OverLimit> {
         if limit == 0 {
             return Ok(None);
         }
@@ -103,7 +108,7 @@ impl PerIpConnections {
         };
         if counts[0].min(counts[1]) > limit {
             drop(permit);
-            return Err(());
+            return Err(OverLimit);
         }
         Ok(Some(permit))
     }
@@ -135,11 +140,17 @@ mod tests {
             "listeners count apart"
         );
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert!(table.try_acquire("main", mapped, 3).is_err(), "v4-mapped is the same client");
+        assert!(
+            table.try_acquire("main", mapped, 3).is_err(),
+            "v4-mapped is the same client"
+        );
         drop(held);
         assert_eq!(table.estimate("main", ip), 0);
         assert!(table.try_acquire("main", ip, 3).unwrap().is_some());
-        assert!(table.try_acquire("main", ip, 0).unwrap().is_none(), "0 = unlimited");
+        assert!(
+            table.try_acquire("main", ip, 0).unwrap().is_none(),
+            "0 = unlimited"
+        );
     }
 
     #[test]

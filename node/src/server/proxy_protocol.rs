@@ -47,7 +47,7 @@ fn client_of(header: &ProxyHeader<'_>) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proxy_header::{ProxiedAddress, Protocol};
+    use proxy_header::{Protocol, ProxiedAddress};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn through(bytes: Vec<u8>) -> Result<(Option<SocketAddr>, Vec<u8>), ProxyProtocolError> {
@@ -132,14 +132,17 @@ mod tests {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let at = (seed as usize) % 16;
-            mutated[at] ^= 1 << (seed >> 32) % 8;
+            mutated[at] ^= 1 << ((seed >> 32) % 8);
             cases.push(mutated);
         }
         for bytes in cases {
             if let Ok((Some(source), _)) = through(bytes.clone()).await {
                 // A flipped bit in the address part is still a well-formed header; anything
                 // accepted must name a client that the bytes really encode.
-                assert!(bytes.starts_with(b"\r\n\r\n\0\r\nQUIT\n"), "accepted {bytes:?} as {source}");
+                assert!(
+                    bytes.starts_with(b"\r\n\r\n\0\r\nQUIT\n"),
+                    "accepted {bytes:?} as {source}"
+                );
             }
         }
     }

@@ -27,7 +27,11 @@ async fn known_attack_tools_are_refused_and_browsers_are_not() {
             "curl/8.5.0",
             "Googlebot/2.1 (+http://www.google.com/bot.html)",
         ] {
-            assert_eq!(c.get_with("/", &[("user-agent", ua)]).await.status, 200, "{ua}");
+            assert_eq!(
+                c.get_with("/", &[("user-agent", ua)]).await.status,
+                200,
+                "{ua}"
+            );
         }
     }
 }
@@ -37,10 +41,22 @@ async fn configured_patterns_and_allow_overrides() {
     let security = "security:\n  bots: { deny: [\"^python-requests\", \"badbot\"], allow: [\"sqlmap.*internal-audit\"], block_missing: true }\n";
     let node = start(&yaml(security, "", ROUTES, None)).await;
     let c = node.client(support::Proto::Http1, "main");
-    assert_eq!(c.get_with("/", &[("user-agent", "python-requests/2.31")]).await.status, 403);
-    assert_eq!(c.get_with("/", &[("user-agent", "Mozilla/5.0 BadBot/1.0")]).await.status, 403);
     assert_eq!(
-        c.get_with("/", &[("user-agent", "sqlmap/1.7 internal-audit")]).await.status,
+        c.get_with("/", &[("user-agent", "python-requests/2.31")])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        c.get_with("/", &[("user-agent", "Mozilla/5.0 BadBot/1.0")])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        c.get_with("/", &[("user-agent", "sqlmap/1.7 internal-audit")])
+            .await
+            .status,
         200,
         "allow wins over the built-in list"
     );

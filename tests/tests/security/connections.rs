@@ -9,14 +9,21 @@ use super::{raw_on, start, yaml};
 const ROUTE: &str = "  - { match: { paths: [\"/*\"] }, respond: { status: 200, body: \"ok\" } }\n";
 
 async fn served(stream: &mut TcpStream) -> bool {
-    raw_on(stream, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .is_some_and(|(status, _)| status == 200)
+    raw_on(
+        stream,
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .is_some_and(|(status, _)| status == 200)
 }
 
 /// One request on a kept-alive connection: true when answered 200 (the connection stays open).
 async fn served_keep_alive(stream: &mut TcpStream) -> bool {
-    if stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.is_err() {
+    if stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
         return false;
     }
     let mut got = Vec::new();
@@ -32,7 +39,13 @@ async fn served_keep_alive(stream: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn connections_over_the_per_ip_limit_are_closed_at_once() {
-    let node = start(&yaml("security:\n  max_connections_per_ip: 3\n", "", ROUTE, None)).await;
+    let node = start(&yaml(
+        "security:\n  max_connections_per_ip: 3\n",
+        "",
+        ROUTE,
+        None,
+    ))
+    .await;
     let addr = node.addr("main");
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -42,7 +55,10 @@ async fn connections_over_the_per_ip_limit_are_closed_at_once() {
         held.push(s);
     }
     let mut extra = TcpStream::connect(addr).await.unwrap();
-    assert!(!served(&mut extra).await, "the fourth connection must be refused");
+    assert!(
+        !served(&mut extra).await,
+        "the fourth connection must be refused"
+    );
     assert_eq!(node.handle().security_stats().connections_refused, 1);
     // The held ones are served; closing one frees a place.
     let mut first = held.remove(0);

@@ -20,13 +20,26 @@ async fn deny_wins_and_allow_lists_admit_only_their_members_v4() {
         let c = node.client(proto, "main");
         assert_eq!(c.get("/open").await.status, 200);
         let r = c.get("/office").await;
-        assert_eq!(r.status, 403, "{proto:?}: 127.0.0.1 is not in the allow list");
+        assert_eq!(
+            r.status, 403,
+            "{proto:?}: 127.0.0.1 is not in the allow list"
+        );
         assert_eq!(r.json()["error"]["message"], "client IP is not allowed");
     }
-    let denied = start(&yaml("security:\n  ip_rules: { deny: [\"127.0.0.0/8\"] }\n", "", ROUTES, None)).await;
+    let denied = start(&yaml(
+        "security:\n  ip_rules: { deny: [\"127.0.0.0/8\"] }\n",
+        "",
+        ROUTES,
+        None,
+    ))
+    .await;
     let c = denied.client(Proto::Http1, "main");
     assert_eq!(c.get("/open").await.status, 403);
-    assert_eq!(c.get("/nowhere").await.status, 403, "unrouted requests meet the rules too");
+    assert_eq!(
+        c.get("/nowhere").await.status,
+        403,
+        "unrouted requests meet the rules too"
+    );
 }
 
 #[tokio::test]

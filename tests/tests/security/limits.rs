@@ -21,16 +21,23 @@ async fn head_limits_answer_431_414_and_400_over_both_protocols() {
         let c = node.client(proto, "main");
         assert_eq!(c.get("/echo").await.status, 200, "{proto:?}");
 
-        let many: Vec<(String, String)> = (0..25).map(|i| (format!("x-h{i}"), "v".into())).collect();
+        let many: Vec<(String, String)> =
+            (0..25).map(|i| (format!("x-h{i}"), "v".into())).collect();
         let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let r = c.get_with("/echo", &pairs).await;
         assert_eq!(r.status, 431, "{proto:?} header count");
-        assert_eq!(r.json()["error"]["message"], "too many request header fields");
+        assert_eq!(
+            r.json()["error"]["message"],
+            "too many request header fields"
+        );
 
         let big = "a".repeat(3000);
         let r = c.get_with("/echo", &[("x-big", &big)]).await;
         assert_eq!(r.status, 431, "{proto:?} header bytes");
-        assert_eq!(r.json()["error"]["message"], "request header fields too large");
+        assert_eq!(
+            r.json()["error"]["message"],
+            "request header fields too large"
+        );
 
         let r = c.get(&format!("/echo?{}", "q".repeat(600))).await;
         assert_eq!(r.status, 414, "{proto:?} target length");
@@ -53,7 +60,10 @@ async fn hyper_backstops_keep_the_status_codes_far_beyond_the_limits() {
     .await;
     let addr = node.addr("main");
     // 200 KiB of headers: beyond hyper's own buffer, which answers 431 itself.
-    let huge = format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(200 * 1024));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
     let (status, _) = raw_exchange(addr, huge.as_bytes()).await.unwrap();
     assert_eq!(status, 431);
     let many: String = (0..500).map(|i| format!("x-{i}: v\r\n")).collect();
@@ -68,14 +78,24 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
     let node = start(&yaml(LIMITS, "", PROXY_ALL, Some(backend.addr()))).await;
     for proto in BOTH {
         let c = node.client(proto, "main");
-        let req = c.request(Method::POST, "/upload").body(body(vec![b'x'; 2048])).unwrap();
+        let req = c
+            .request(Method::POST, "/upload")
+            .body(body(vec![b'x'; 2048]))
+            .unwrap();
         let r = c.send(req).await.unwrap();
         assert_eq!(r.status, 413, "{proto:?}");
         assert_eq!(r.json()["error"]["message"], "request body too large");
-        let req = c.request(Method::POST, "/upload").body(body(vec![b'x'; 1000])).unwrap();
+        let req = c
+            .request(Method::POST, "/upload")
+            .body(body(vec![b'x'; 1000]))
+            .unwrap();
         assert_eq!(c.send(req).await.unwrap().status, 200, "{proto:?}");
     }
-    assert_eq!(backend.requests(), 2, "refused bodies never reach the backend");
+    assert_eq!(
+        backend.requests(),
+        2,
+        "refused bodies never reach the backend"
+    );
 }
 
 fn streamed(total: usize, chunk: usize) -> support::client::ClientBody {
@@ -96,12 +116,17 @@ async fn nothing_complete_before_marker(
     c: &support::TestClient,
     what: &str,
 ) {
-    let req = c.request(Method::POST, "/marker").body(body(vec![b'm'; 777])).unwrap();
+    let req = c
+        .request(Method::POST, "/marker")
+        .body(body(vec![b'm'; 777]))
+        .unwrap();
     assert_eq!(c.send(req).await.unwrap().status, 200);
     loop {
         match probe.next().await {
             BodySeen::Complete(777) => return,
-            BodySeen::Complete(n) => panic!("{what}: the upstream saw a complete body of {n} bytes"),
+            BodySeen::Complete(n) => {
+                panic!("{what}: the upstream saw a complete body of {n} bytes")
+            }
             BodySeen::Broken(n) => assert!(n <= 1024 + 512, "{what}: {n} bytes passed the limit"),
         }
     }
@@ -114,11 +139,17 @@ async fn a_streamed_body_is_cut_mid_way_and_the_upstream_request_aborted() {
     for proto in BOTH {
         let c = node.client(proto, "main");
         // Under the limit, streamed without a length: passes whole.
-        let req = c.request(Method::POST, "/ok").body(streamed(900, 300)).unwrap();
+        let req = c
+            .request(Method::POST, "/ok")
+            .body(streamed(900, 300))
+            .unwrap();
         assert_eq!(c.send(req).await.unwrap().status, 200, "{proto:?}");
         assert_eq!(probe.next().await, BodySeen::Complete(900), "{proto:?}");
         // Over it: the client hears 413, the upstream never gets the whole body.
-        let req = c.request(Method::POST, "/big").body(streamed(64 * 1024, 512)).unwrap();
+        let req = c
+            .request(Method::POST, "/big")
+            .body(streamed(64 * 1024, 512))
+            .unwrap();
         let r = c.send(req).await.unwrap();
         assert_eq!(r.status, 413, "{proto:?}");
         assert_eq!(r.json()["error"]["message"], "request body too large");
@@ -145,7 +176,10 @@ async fn empty_bodies_and_plain_gets_pass_under_default_limits() {
     let node = start(&yaml("", "", PROXY_ALL, Some(backend.addr()))).await;
     for proto in [Proto::Http1, Proto::Http2] {
         let c = node.client(proto, "main");
-        let r = c.send(c.request(Method::GET, "/echo").body(empty()).unwrap()).await.unwrap();
+        let r = c
+            .send(c.request(Method::GET, "/echo").body(empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
     }
 }

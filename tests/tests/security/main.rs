@@ -28,9 +28,16 @@ use tokio::sync::mpsc;
 
 /// A node with one listener `main` (extra YAML for it after `address`), a `security:` block and
 /// routes. `{backend}` in `routes` is replaced by the address of an upstream named `backend`.
-pub fn yaml(security: &str, listener_extra: &str, routes: &str, backend: Option<SocketAddr>) -> String {
+pub fn yaml(
+    security: &str,
+    listener_extra: &str,
+    routes: &str,
+    backend: Option<SocketAddr>,
+) -> String {
     let upstream = backend
-        .map(|a| format!("upstreams:\n  - {{ name: backend, targets: [{{ address: \"{a}\" }}] }}\n"))
+        .map(|a| {
+            format!("upstreams:\n  - {{ name: backend, targets: [{{ address: \"{a}\" }}] }}\n")
+        })
         .unwrap_or_default();
     format!(
         "listeners:\n  - name: main\n    address: \"127.0.0.1:0\"\n{listener_extra}\n{security}\n{upstream}routes:\n{routes}\n"
@@ -38,7 +45,8 @@ pub fn yaml(security: &str, listener_extra: &str, routes: &str, backend: Option<
 }
 
 /// A route proxying everything to `backend`.
-pub const PROXY_ALL: &str = "  - { name: all, match: { paths: [\"/*\"] }, proxy: { upstream: backend } }\n";
+pub const PROXY_ALL: &str =
+    "  - { name: all, match: { paths: [\"/*\"] }, proxy: { upstream: backend } }\n";
 
 pub async fn start(yaml: &str) -> TestNode {
     TestNode::start(yaml).await
@@ -74,7 +82,10 @@ pub async fn raw_on(stream: &mut TcpStream, bytes: &[u8]) -> Option<(u16, String
 fn parse_response(bytes: &[u8]) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(bytes);
     let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -98,7 +109,9 @@ impl BodyProbe {
         let (tx, seen) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {

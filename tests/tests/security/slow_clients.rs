@@ -12,7 +12,8 @@ use support::{BOTH, Backend};
 
 use super::{BodyProbe, BodySeen, PROXY_ALL, start, yaml};
 
-const SHORT: &str = "security:\n  slow_clients: { header_timeout: 1s, min_body_rate: 1KB, body_rate_window: 1s }\n";
+const SHORT: &str =
+    "security:\n  slow_clients: { header_timeout: 1s, min_body_rate: 1KB, body_rate_window: 1s }\n";
 
 /// Write `bytes` one at a time every `gap` until the server closes; returns when it did.
 async fn trickle(stream: &mut TcpStream, bytes: &[u8], gap: Duration) -> Option<Instant> {
@@ -55,12 +56,24 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
             assert_eq!(node.client(proto, "main").get("/hello").await.status, 200);
         }
     }
-    let cut = slow.await.unwrap().expect("the slowloris connection was never closed");
+    let cut = slow
+        .await
+        .unwrap()
+        .expect("the slowloris connection was never closed");
     let waited = cut - started;
-    assert!(waited >= Duration::from_millis(900), "closed after {waited:?}, before the timeout");
-    assert!(waited < Duration::from_secs(4), "closed only after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}, before the timeout"
+    );
+    assert!(
+        waited < Duration::from_secs(4),
+        "closed only after {waited:?}"
+    );
     let silent_cut = silent.await.unwrap() - started;
-    assert!(silent_cut < Duration::from_secs(4), "a silent connection stayed {silent_cut:?}");
+    assert!(
+        silent_cut < Duration::from_secs(4),
+        "a silent connection stayed {silent_cut:?}"
+    );
 }
 
 #[tokio::test]
@@ -91,7 +104,10 @@ async fn a_slow_post_is_cut_off_with_408_and_never_completes_upstream() {
     }
     let waited = started.elapsed();
     let text = String::from_utf8_lossy(&response);
-    assert!(text.starts_with("HTTP/1.1 408"), "got {text:?} after {waited:?}");
+    assert!(
+        text.starts_with("HTTP/1.1 408"),
+        "got {text:?} after {waited:?}"
+    );
     assert!(waited < Duration::from_secs(5), "cut only after {waited:?}");
     assert!(matches!(probe.next().await, BodySeen::Broken(_)));
     // A normal POST right after is fine.

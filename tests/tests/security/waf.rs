@@ -48,7 +48,11 @@ async fn detection_and_false_positive_rates_on_the_corpora() {
             }
         }
         let rate = 100.0 * blocked.len() as f64 / inputs.len() as f64;
-        println!("{name}: {}/{} blocked ({rate:.1}%)", blocked.len(), inputs.len());
+        println!(
+            "{name}: {}/{} blocked ({rate:.1}%)",
+            blocked.len(),
+            inputs.len()
+        );
         if attack {
             println!("  missed: {passed:?}");
         } else {
@@ -66,7 +70,10 @@ async fn detection_and_false_positive_rates_on_the_corpora() {
     // known blind spots (a lone `#` comment, ORDER BY without a quote, double-encoding, a
     // tag split inside another). 95% leaves room for those and nothing more. Benign inputs
     // must never be blocked: a WAF that refuses O'Reilly is switched off by its users.
-    assert!(detection >= 95.0, "detection {detection:.1}% is below the 95% floor");
+    assert!(
+        detection >= 95.0,
+        "detection {detection:.1}% is below the 95% floor"
+    );
     for (name, attack, n, total, _) in &rates {
         if *attack {
             assert!(*n as f64 / *total as f64 >= 0.9, "{name}: {n}/{total}");
@@ -86,13 +93,23 @@ async fn payloads_are_found_in_path_headers_cookies_and_bodies() {
         let blocked = |r: &support::TestResponse, rule: &str, place: &str| {
             assert_eq!(r.status, 403, "{proto:?} {place}: {}", r.text());
             let message = r.json()["error"]["message"].as_str().unwrap().to_string();
-            assert!(message.contains(rule) && message.contains(place), "{message}");
+            assert!(
+                message.contains(rule) && message.contains(place),
+                "{message}"
+            );
         };
         let r = c.get("/users/1'%20OR%20'1'='1").await;
         blocked(&r, "sqli", "path");
-        let r = c.get_with("/echo", &[("x-comment", "<script>alert(1)</script>")]).await;
+        let r = c
+            .get_with("/echo", &[("x-comment", "<script>alert(1)</script>")])
+            .await;
         blocked(&r, "xss", "header \"x-comment\"");
-        let r = c.get_with("/echo", &[("cookie", "a=1; sid=' UNION SELECT password FROM users--")]).await;
+        let r = c
+            .get_with(
+                "/echo",
+                &[("cookie", "a=1; sid=' UNION SELECT password FROM users--")],
+            )
+            .await;
         blocked(&r, "sqli", "cookie \"sid\"");
         let json = r#"{"user": {"name": "x", "bio": "<img src=x onerror=alert(1)>"}}"#;
         let req = c
@@ -111,13 +128,19 @@ async fn payloads_are_found_in_path_headers_cookies_and_bodies() {
         let req = c
             .request(Method::POST, "/echo")
             .header("content-type", "application/json")
-            .body(body(r#"{"author": "O'Reilly", "note": "I <3 SQL: select the best"}"#))
+            .body(body(
+                r#"{"author": "O'Reilly", "note": "I <3 SQL: select the best"}"#,
+            ))
             .unwrap();
         let r = c.send(req).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["body_len"], 59);
     }
-    assert_eq!(backend.requests(), 2, "blocked requests never reach the upstream");
+    assert_eq!(
+        backend.requests(),
+        2,
+        "blocked requests never reach the upstream"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +168,10 @@ async fn only_the_configured_prefix_of_a_body_is_inspected() {
         .body(body(late.clone()))
         .unwrap();
     let r = c.send(req).await.unwrap();
-    assert_eq!(r.status, 200, "beyond the inspected prefix: not read by the WAF");
+    assert_eq!(
+        r.status, 200,
+        "beyond the inspected prefix: not read by the WAF"
+    );
     assert_eq!(r.json()["body_len"], late.len(), "and forwarded whole");
     let early = format!(r#"{{"q": "1' OR '1'='1", "pad": "{filler}"}}"#);
     let req = c

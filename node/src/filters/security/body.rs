@@ -39,7 +39,9 @@ impl BodyVerdict {
             BodyRejection::TooLarge => 1,
             BodyRejection::TooSlow => 2,
         };
-        let _ = self.0.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .0
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
     }
 
     pub fn get(&self) -> Option<BodyRejection> {

@@ -129,7 +129,11 @@ mod tests {
             HeaderValue::from_str(value).unwrap(),
         );
         let ip = resolve(p, peer.parse().unwrap(), &mut h);
-        (ip, h.get(X_FORWARDED_FOR).map(|v| v.to_str().unwrap().to_string()))
+        (
+            ip,
+            h.get(X_FORWARDED_FOR)
+                .map(|v| v.to_str().unwrap().to_string()),
+        )
     }
 
     #[test]
@@ -139,20 +143,47 @@ mod tests {
         assert_eq!(ip.to_string(), "198.51.100.7");
         assert_eq!(xff, None, "the spoofed header is dropped");
         let none = policy(&[], ForwardedHeader::XForwardedFor);
-        assert_eq!(run(&none, "10.0.0.1", "x-forwarded-for", "1.2.3.4").0.to_string(), "10.0.0.1");
+        assert_eq!(
+            run(&none, "10.0.0.1", "x-forwarded-for", "1.2.3.4")
+                .0
+                .to_string(),
+            "10.0.0.1"
+        );
     }
 
     #[test]
     fn trusted_hops_are_skipped_from_the_right() {
-        let p = policy(&["10.0.0.0/8", "2001:db8::/32"], ForwardedHeader::XForwardedFor);
-        let (ip, xff) = run(&p, "10.0.0.2", "x-forwarded-for", "6.6.6.6, 203.0.113.5, 10.1.1.1");
+        let p = policy(
+            &["10.0.0.0/8", "2001:db8::/32"],
+            ForwardedHeader::XForwardedFor,
+        );
+        let (ip, xff) = run(
+            &p,
+            "10.0.0.2",
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.5, 10.1.1.1",
+        );
         assert_eq!(ip.to_string(), "203.0.113.5");
-        assert_eq!(xff.as_deref(), Some("203.0.113.5, 10.1.1.1"), "the spoofed left part goes");
+        assert_eq!(
+            xff.as_deref(),
+            Some("203.0.113.5, 10.1.1.1"),
+            "the spoofed left part goes"
+        );
         let (ip, _) = run(&p, "10.0.0.2", "x-forwarded-for", "10.3.3.3, 10.1.1.1");
         assert_eq!(ip.to_string(), "10.3.3.3", "all trusted: the leftmost");
-        let (ip, _) = run(&p, "10.0.0.2", "x-forwarded-for", "[2001:db9::5]:443, 2001:db8::1");
+        let (ip, _) = run(
+            &p,
+            "10.0.0.2",
+            "x-forwarded-for",
+            "[2001:db9::5]:443, 2001:db8::1",
+        );
         assert_eq!(ip.to_string(), "2001:db9::5");
-        let (ip, xff) = run(&p, "10.0.0.2", "x-forwarded-for", "203.0.113.5, garbage, 10.1.1.1");
+        let (ip, xff) = run(
+            &p,
+            "10.0.0.2",
+            "x-forwarded-for",
+            "203.0.113.5, garbage, 10.1.1.1",
+        );
         assert_eq!(ip.to_string(), "10.1.1.1", "garbage stops the walk");
         assert_eq!(xff.as_deref(), Some("10.1.1.1"));
         let (ip, xff) = run(&p, "10.0.0.2", "x-forwarded-for", "");

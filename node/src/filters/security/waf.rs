@@ -48,8 +48,11 @@ const XSS: u8 = 2;
 const CACHE_SLOTS: usize = 1024;
 const CACHE_MAX_LEN: usize = 256;
 
+/// A remembered input and its verdict bits.
+type CachedVerdict = Option<(Box<[u8]>, u8)>;
+
 thread_local! {
-    static VERDICTS: RefCell<Vec<Option<(Box<[u8]>, u8)>>> = RefCell::new(vec![None; CACHE_SLOTS]);
+    static VERDICTS: RefCell<Vec<CachedVerdict>> = RefCell::new(vec![None; CACHE_SLOTS]);
 }
 
 /// Both detectors' verdicts on `input`, as bits.
@@ -84,7 +87,10 @@ fn detect(input: &[u8]) -> u8 {
         bits
     })
     .unwrap_or_else(|_| {
-        tracing::warn!(len = input.len(), "WAF detector failed on an input; treating it as an attack");
+        tracing::warn!(
+            len = input.len(),
+            "WAF detector failed on an input; treating it as an attack"
+        );
         SQLI | XSS
     })
 }
@@ -196,9 +202,9 @@ impl BodyKind {
 pub fn inspect_body(spec: &WafSpec, kind: BodyKind, prefix: &[u8]) -> Option<Finding> {
     match kind {
         BodyKind::Form => inspect_form(spec, prefix, "form field"),
-        BodyKind::Json => json_strings(prefix).into_iter().find_map(|s| {
-            check(spec, s.as_bytes()).map(|rule| found(rule, "JSON body"))
-        }),
+        BodyKind::Json => json_strings(prefix)
+            .into_iter()
+            .find_map(|s| check(spec, s.as_bytes()).map(|rule| found(rule, "JSON body"))),
     }
 }
 
@@ -223,7 +229,9 @@ pub fn json_strings(text: &[u8]) -> Vec<String> {
                     b'r' => s.push(b'\r'),
                     b'b' | b'f' => s.push(b' '),
                     b'u' => {
-                        let hex = text.get(i + 1..i + 5).and_then(|h| std::str::from_utf8(h).ok());
+                        let hex = text
+                            .get(i + 1..i + 5)
+                            .and_then(|h| std::str::from_utf8(h).ok());
                         if let Some(c) = hex
                             .and_then(|h| u32::from_str_radix(h, 16).ok())
                             .and_then(char::from_u32)
@@ -262,16 +270,46 @@ mod tests {
         let s = spec();
         let mut h = HeaderMap::new();
         h.insert("user-agent", "Mozilla/5.0".parse().unwrap());
-        assert_eq!(inspect_head(&s, "/users/1", Some("id=1%27%20OR%20%271%27%3D%271"), &h).unwrap().to_string(), "sqli in query parameter \"id\"");
-        assert_eq!(inspect_head(&s, "/p/%3Cscript%3Ealert(1)%3C%2Fscript%3E", None, &h).unwrap().to_string(), "xss in path");
-        h.insert("cookie", "theme=dark; sid=1%27%20UNION%20SELECT%20password%20FROM%20users--".parse().unwrap());
-        assert_eq!(inspect_head(&s, "/", None, &h).unwrap().to_string(), "sqli in cookie \"sid\"");
+        assert_eq!(
+            inspect_head(&s, "/users/1", Some("id=1%27%20OR%20%271%27%3D%271"), &h)
+                .unwrap()
+                .to_string(),
+            "sqli in query parameter \"id\""
+        );
+        assert_eq!(
+            inspect_head(&s, "/p/%3Cscript%3Ealert(1)%3C%2Fscript%3E", None, &h)
+                .unwrap()
+                .to_string(),
+            "xss in path"
+        );
+        h.insert(
+            "cookie",
+            "theme=dark; sid=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            inspect_head(&s, "/", None, &h).unwrap().to_string(),
+            "sqli in cookie \"sid\""
+        );
         h.remove("cookie");
         h.insert("authorization", "Bearer ' OR 1=1--".parse().unwrap());
-        assert_eq!(inspect_head(&s, "/", None, &h), None, "Authorization is never inspected");
+        assert_eq!(
+            inspect_head(&s, "/", None, &h),
+            None,
+            "Authorization is never inspected"
+        );
         let body = br#"{"name": "x", "comment": "<img src=x onerror=alert(1)>"}"#;
-        assert_eq!(inspect_body(&s, BodyKind::Json, body).unwrap().rule, Rule::Xss);
-        assert_eq!(inspect_body(&s, BodyKind::Form, b"a=1&q=1%27+or+%271%27%3D%271").unwrap().to_string(), "sqli in form field \"q\"");
+        assert_eq!(
+            inspect_body(&s, BodyKind::Json, body).unwrap().rule,
+            Rule::Xss
+        );
+        assert_eq!(
+            inspect_body(&s, BodyKind::Form, b"a=1&q=1%27+or+%271%27%3D%271")
+                .unwrap()
+                .to_string(),
+            "sqli in form field \"q\""
+        );
     }
 
     #[test]
