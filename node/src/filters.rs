@@ -20,7 +20,7 @@ use crate::server::context::RequestContext;
 pub struct FilterRuntime {
     pub auth: AuthRuntime,
     /// What the edge security checks refused or detected.
-    pub security: security::SecurityStats,
+    pub security: Arc<security::SecurityStats>,
 }
 
 /// Why the filters' state could not be created.
@@ -32,7 +32,7 @@ impl FilterRuntime {
     pub fn new() -> Result<Arc<Self>, FilterStartError> {
         Ok(Arc::new(Self {
             auth: AuthRuntime::new()?,
-            security: security::SecurityStats::default(),
+            security: Arc::default(),
         }))
     }
 

@@ -47,6 +47,7 @@ impl Node {
         let view = NodeView::new(empty_snapshot()?);
         let telemetry = Telemetry::new();
         let filters = FilterRuntime::new().map_err(|e| StartError::Startup(e.to_string()))?;
+        telemetry.export_security(filters.security.clone());
         let services = NodeServices {
             proxy: ProxyService::new(view.clone(), filters.clone()),
             admin: AdminService::new(view.clone(), telemetry.clone()),

@@ -50,6 +50,21 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
         Instant::now()
     });
+    let stalled_h2 = tokio::spawn(async move {
+        // An HTTP/2 preface and SETTINGS, then no request ever.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(Instant::now()),
+                Ok(Ok(_)) => continue, // the server's SETTINGS, its ACK, a GOAWAY
+                Err(_) => return None,
+            }
+        }
+    });
     // Normal clients, both protocols, keep getting answers meanwhile.
     for _ in 0..5 {
         for proto in BOTH {
@@ -73,6 +88,19 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     assert!(
         silent_cut < Duration::from_secs(4),
         "a silent connection stayed {silent_cut:?}"
+    );
+    let h2_cut = stalled_h2
+        .await
+        .unwrap()
+        .expect("a stalled HTTP/2 connection stayed open")
+        - started;
+    assert!(
+        h2_cut >= Duration::from_millis(900),
+        "HTTP/2 closed after {h2_cut:?}"
+    );
+    assert!(
+        h2_cut < Duration::from_secs(4),
+        "HTTP/2 closed after {h2_cut:?}"
     );
 }
 

@@ -152,6 +152,18 @@ async fn detect_mode_logs_and_counts_but_lets_requests_through() {
     assert_eq!(r.status, 200);
     let stats = node.handle().security_stats();
     assert_eq!((stats.waf_detections, stats.waf_blocks), (1, 0));
+    let metrics = scrape_metrics(node.admin()).await;
+    assert!(
+        metrics.contains("meshgate_security_events_total{event=\"waf_detection\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+async fn scrape_metrics(admin: std::net::SocketAddr) -> String {
+    support::TestClient::new(Proto::Http1, admin)
+        .get("/metrics")
+        .await
+        .text()
 }
 
 #[tokio::test]
