@@ -5,6 +5,7 @@ pub mod admission;
 pub mod conn_limit;
 pub mod context;
 pub mod direct;
+pub mod http_settings;
 pub mod proxy_protocol;
 pub mod request_id;
 
@@ -25,6 +26,7 @@ use meshgate_config::RouteAction;
 use tracing::Instrument;
 
 use self::context::RequestContext;
+use self::http_settings::{HttpSettings, RequestActivity};
 use crate::error::GatewayError;
 use crate::filters::{self, FilterRuntime};
 use crate::proxy::body::ProxyBody;
@@ -32,10 +34,6 @@ use crate::proxy::{self, ForwardRequest};
 use crate::router;
 use crate::telemetry::{self, GenerationTelemetry, ObservedBody, RequestObservation};
 
-/// Largest request head hyper accepts before answering 431 (at least; see `HttpSettings`).
-const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// hyper's own default header count.
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 /// HTTP/2 streams a client may open at once (Envoy and nginx use 100–128).
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 
@@ -319,29 +317,6 @@ impl ConnectionHandler for ProxyService {
     }
 }
 
-/// What the header watchdog knows of a connection: request heads completed, and whether they
-/// came over HTTP/2. Written once per request with relaxed atomics.
-#[derive(Debug, Default)]
-struct RequestActivity {
-    requests: std::sync::atomic::AtomicU64,
-    h2: std::sync::atomic::AtomicBool,
-}
-
-impl RequestActivity {
-    fn record(&self, version: http::Version) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.requests.fetch_add(1, Relaxed);
-        if version == http::Version::HTTP_2 {
-            self.h2.store(true, Relaxed);
-        }
-    }
-
-    fn read(&self) -> (u64, bool) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.requests.load(Relaxed), self.h2.load(Relaxed))
-    }
-}
-
 /// An admitted client connection (its peer is the PROXY protocol source when there is one).
 struct ClientConnection {
     peer: SocketAddr,
@@ -349,51 +324,6 @@ struct ClientConnection {
     listener: Arc<str>,
     graceful: tokio_util::sync::CancellationToken,
     force: tokio_util::sync::CancellationToken,
-}
-
-/// What hyper needs to know about a listener.
-#[derive(Debug, Clone, Copy)]
-struct HttpSettings {
-    http2: bool,
-    header_read_timeout: Duration,
-    /// hyper's own hard limits, set above the configured ones so that those answer first with
-    /// the standard error body; hyper still refuses anything beyond (431/414, or h2's 431).
-    max_buf_size: usize,
-    max_headers: usize,
-    h2_max_header_list_size: u32,
-}
-
-impl HttpSettings {
-    fn new(
-        http2: bool,
-        server_timeout: Duration,
-        policy: Option<&meshgate_config::security::SecurityPolicy>,
-    ) -> Self {
-        let Some(p) = policy.filter(|p| p.enabled) else {
-            return Self {
-                http2,
-                header_read_timeout: server_timeout,
-                max_buf_size: MAX_HEADER_BYTES,
-                max_headers: HYPER_DEFAULT_MAX_HEADERS,
-                h2_max_header_list_size: MAX_HEADER_BYTES as u32,
-            };
-        };
-        let max_headers = (p.max_headers * 2).max(HYPER_DEFAULT_MAX_HEADERS);
-        // Each field line adds ": " and CRLF; the request line carries the target.
-        let head = p.max_header_bytes + 4 * max_headers + p.max_uri_length + 1024;
-        Self {
-            http2,
-            header_read_timeout: p.header_timeout,
-            max_buf_size: head.max(MAX_HEADER_BYTES),
-            max_headers,
-            // RFC 9113 §6.5.2 counts 32 bytes of overhead per field.
-            h2_max_header_list_size: u32::try_from(
-                (p.max_header_bytes + 32 * max_headers + p.max_uri_length + 1024)
-                    .max(MAX_HEADER_BYTES),
-            )
-            .unwrap_or(u32::MAX),
-        }
-    }
 }
 
 /// What a TLS handshake established.
