@@ -80,6 +80,8 @@ pub struct ListenerSpec {
     pub field_path: String,
     /// The mesh side of a sidecar: mTLS with the mesh identity, callers authorized.
     pub mesh_inbound: bool,
+    /// PROXY protocol, client IP, limits, IP rules, WAF and bots for this listener's traffic.
+    pub security: Arc<crate::security::ListenerSecurity>,
 }
 
 /// A route ready to match and act.
@@ -334,6 +336,7 @@ pub fn compile(config: &Config) -> Result<CompiledConfig, ConfigErrors> {
             tls: l.tls.clone(),
             field_path: format!("listeners[{li}]"),
             mesh_inbound: l.mesh == Some(crate::model::MeshListenerRole::Inbound),
+            security: Arc::new(crate::security::compile_listener(config, li)),
         });
     }
     if config.listeners.is_empty() {

@@ -24,6 +24,7 @@ pub mod path_template;
 pub mod rate_limit;
 pub mod resilience;
 pub mod route_table;
+pub mod security;
 pub mod telemetry;
 pub mod validate;
 

@@ -50,6 +50,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "auth",
     "consumers",
     "rate_limiting",
+    "security",
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
@@ -147,6 +148,7 @@ pub fn from_value(value: Value) -> Result<Config, ConfigErrors> {
             &root.field("rate_limiting"),
             &mut errors,
         ),
+        security: section(take("security"), &root.field("security"), &mut errors),
     };
     if errors.is_empty() {
         Ok(config)

@@ -70,6 +70,10 @@ pub struct Config {
     /// Rate-limit policies, their Redis store and response headers (docs/rate-limiting.md).
     #[serde(default)]
     pub rate_limiting: RateLimitingConfig,
+    /// Edge protection defaults: client IP, limits, IP rules, WAF, bots, slow clients
+    /// (docs/security.md).
+    #[serde(default)]
+    pub security: crate::security::SecurityConfig,
 }
 
 /// Whether this node is the edge gateway or a sidecar beside one service.
@@ -141,6 +145,12 @@ pub struct ListenerConfig {
     /// authorized by their SPIFFE id (see `mesh.authorization`).
     #[serde(default)]
     pub mesh: Option<MeshListenerRole>,
+    /// Read a PROXY protocol v1/v2 header first on every connection (a load balancer in front).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Overrides of `security:` for this listener (same shape, merged field by field).
+    #[serde(default)]
+    pub security: Option<serde_json::Value>,
 }
 
 /// What a listener does in the mesh.
@@ -175,6 +185,9 @@ pub struct RouteConfig {
     /// Rate-limit policies applied after auth: names, inline policies, overrides.
     #[serde(default)]
     pub rate_limit: Vec<RouteRateLimitConfig>,
+    /// Overrides of `security:` for this route (route-level fields only).
+    #[serde(default)]
+    pub security: Option<serde_json::Value>,
 }
 
 /// What a request must look like for a route to apply. Every non-empty list must match.

@@ -76,6 +76,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     v.errors.extend(crate::auth::validate_auth(config));
     v.errors
         .extend(crate::rate_limit::validate_rate_limits(config));
+    v.errors.extend(crate::security::validate_security(config));
     v.finish()
 }
 

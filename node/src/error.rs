@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use meshgate_actors::upstream::LimitKind;
 
+use crate::filters::security::body::BodyRejection;
 use crate::proxy::body::ProxyBody;
 
 /// Who caused a failure.
@@ -53,6 +54,9 @@ pub enum GatewayError {
     RequestBody,
     #[error("request body not received in time")]
     RequestTimeout,
+    /// The client's body broke a security limit while streaming (413 or 408).
+    #[error("{0}")]
+    ClientBody(crate::filters::security::body::BodyRejection),
 }
 
 impl GatewayError {
@@ -66,7 +70,9 @@ impl GatewayError {
 
     /// Classify a hyper client error seen while waiting for response headers.
     pub fn from_upstream(e: &hyper::Error) -> Self {
-        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        if let Some(r) = body_rejection(e) {
+            GatewayError::ClientBody(r)
+        } else if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
             GatewayError::UpstreamClosed
         } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
             GatewayError::UpstreamProtocol(e.to_string())
@@ -82,6 +88,8 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RequestBody => StatusCode::BAD_REQUEST,
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::ClientBody(BodyRejection::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::ClientBody(BodyRejection::TooSlow) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::NoEndpoint(_)
             | GatewayError::CircuitOpen { .. }
             | GatewayError::LimitReached(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,7 +111,8 @@ impl GatewayError {
             | GatewayError::BadRequest(_)
             | GatewayError::PayloadTooLarge
             | GatewayError::RequestBody
-            | GatewayError::RequestTimeout => Culprit::Client,
+            | GatewayError::RequestTimeout
+            | GatewayError::ClientBody(_) => Culprit::Client,
             GatewayError::NoEndpoint(_)
             | GatewayError::CircuitOpen { .. }
             | GatewayError::LimitReached(_) => Culprit::Gateway,
@@ -157,6 +166,8 @@ impl GatewayError {
             }
             GatewayError::RequestBody => "request body could not be read",
             GatewayError::RequestTimeout => "request body not received in time",
+            GatewayError::ClientBody(BodyRejection::TooLarge) => "request body too large",
+            GatewayError::ClientBody(BodyRejection::TooSlow) => "request body too slow",
         }
     }
 
@@ -169,6 +180,18 @@ impl GatewayError {
         }
         response
     }
+}
+
+/// The security limit a request body broke, when that is why a body-carrying call failed.
+pub fn body_rejection(e: &(dyn std::error::Error + 'static)) -> Option<BodyRejection> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(r) = err.downcast_ref::<BodyRejection>() {
+            return Some(*r);
+        }
+        cause = err.source();
+    }
+    None
 }
 
 /// `Retry-After` in whole seconds, rounded up, at least 1 (RFC 9110 §10.2.3).

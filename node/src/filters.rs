@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod rate_limit;
+pub mod security;
 
 use std::sync::{Arc, Weak};
 
@@ -22,6 +23,8 @@ use crate::telemetry::metrics::rate_limit_store::RateLimitStoreMetrics;
 pub struct FilterRuntime {
     pub auth: AuthRuntime,
     pub rate_limit: RateLimitRuntime,
+    /// What the edge security checks refused or detected.
+    pub security: Arc<security::SecurityStats>,
 }
 
 /// Why the filters' state could not be created.
@@ -36,6 +39,7 @@ impl FilterRuntime {
         Ok(Arc::new(Self {
             auth: AuthRuntime::new()?,
             rate_limit: RateLimitRuntime::new(rate_limit_metrics),
+            security: Arc::default(),
         }))
     }
 

@@ -48,6 +48,7 @@ impl Node {
         let telemetry = Telemetry::new();
         let filters = FilterRuntime::new(telemetry.metrics.rate_limit_store.clone())
             .map_err(|e| StartError::Startup(e.to_string()))?;
+        telemetry.export_security(filters.security.clone());
         let services = NodeServices {
             proxy: ProxyService::new(view.clone(), filters.clone()),
             admin: AdminService::new(view.clone(), telemetry.clone()),
@@ -124,6 +125,11 @@ impl NodeHandle {
     /// Client keys held in memory by rate-limit policy `id` (its fallback's, for Redis).
     pub fn rate_limit_keys(&self, id: &str) -> Option<usize> {
         self.filters.rate_limit.local_keys(id)
+    }
+
+    /// What the edge security checks refused or detected so far.
+    pub fn security_stats(&self) -> crate::filters::security::SecurityCounts {
+        self.filters.security.snapshot()
     }
 
     /// Where a proxy listener is bound (port 0 resolved).

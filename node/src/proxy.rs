@@ -34,6 +34,7 @@ use self::headers::ClientSide;
 use self::pool::{Checkout, ConnLimits, ConnPool, Lease, PoolSettings};
 use self::retry::{RequestBody, TryFailure};
 use crate::error::{GatewayError, retry_after_value};
+use crate::filters::security::body::BodyGuard;
 use crate::server::ConnInfo;
 use crate::telemetry::UpstreamCall;
 use crate::telemetry::tracing as trace;
@@ -51,18 +52,21 @@ pub struct ForwardRequest<'a> {
     pub span: &'a tracing::Span,
     /// Counts the bytes of a request body of unknown length as they are forwarded.
     pub request_bytes: Option<&'a Arc<AtomicU64>>,
+    /// The route's body limits and the bytes the WAF already read (`filters::security`).
+    pub body_guard: Option<BodyGuard>,
 }
 
 /// Proxy `req` and return the response to send to the client (an error response on failure),
 /// with what telemetry needs to know about the call.
 pub async fn forward(
     req: Request<Incoming>,
-    f: ForwardRequest<'_>,
+    mut f: ForwardRequest<'_>,
 ) -> (Response<ProxyBody>, UpstreamCall) {
     let span = trace::upstream_span(f.span, &f.upstream.name);
     let mut call = UpstreamCall::default();
     let started = Instant::now();
-    let result = try_forward(req, &f, &mut call, &span)
+    let guard = f.body_guard.take();
+    let result = try_forward(req, &f, guard, &mut call, &span)
         .instrument(span.clone())
         .await;
     call.elapsed = Some(started.elapsed());
@@ -87,6 +91,7 @@ struct Tried {
 async fn try_forward(
     mut req: Request<Incoming>,
     f: &ForwardRequest<'_>,
+    guard: Option<BodyGuard>,
     call: &mut UpstreamCall,
     span: &tracing::Span,
 ) -> Result<Response<ProxyBody>, GatewayError> {
@@ -115,6 +120,7 @@ async fn try_forward(
         resend_possible,
         deadline,
         f.request_bytes,
+        guard,
     )
     .await?;
     let tries = Tries {
@@ -180,8 +186,10 @@ impl Tries<'_> {
             let outcome = self
                 .try_with_deadline(&endpoint, &state.endpoints, body)
                 .await;
-            if let Err(e @ GatewayError::LimitReached(_)) = outcome {
-                // Our own bound, not the upstream's fault: no verdict, no retry.
+            if let Err(e @ (GatewayError::LimitReached(_) | GatewayError::ClientBody(_))) = outcome
+            {
+                // Our own bound, or the client's body broke one: not the upstream's fault, so
+                // no verdict and no retry.
                 return Err(e);
             }
             let success = outcome

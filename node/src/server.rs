@@ -1,8 +1,12 @@
 //! The proxy listener's data plane: serve one client connection with hyper (HTTP/1.1 and h2c),
 //! and run each request through routing to a direct response or the upstream proxy.
 
+pub mod admission;
+pub mod conn_limit;
 pub mod context;
 pub mod direct;
+pub mod http_settings;
+pub mod proxy_protocol;
 pub mod request_id;
 
 use std::convert::Infallible;
@@ -22,6 +26,7 @@ use meshgate_config::RouteAction;
 use tracing::Instrument;
 
 use self::context::RequestContext;
+use self::http_settings::{HttpSettings, RequestActivity};
 use crate::error::GatewayError;
 use crate::filters::{self, FilterRuntime};
 use crate::proxy::body::ProxyBody;
@@ -29,8 +34,6 @@ use crate::proxy::{self, ForwardRequest};
 use crate::router;
 use crate::telemetry::{self, GenerationTelemetry, ObservedBody, RequestObservation};
 
-/// Largest request head hyper accepts before answering 431.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// HTTP/2 streams a client may open at once (Envoy and nginx use 100–128).
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 
@@ -87,6 +90,17 @@ impl Gateway {
         mut req: Request<Incoming>,
         ctx: &mut RequestContext,
     ) -> Response<ProxyBody> {
+        let security = self
+            .view
+            .load()
+            .listener(&ctx.conn.listener)
+            .map(|l| l.security.clone());
+        let stats = &self.filters.security;
+        if let Some(s) = &security
+            && let Err(refused) = filters::security::before_routing(&s.policy, stats, ctx, &mut req)
+        {
+            return *refused;
+        }
         // A cheap clone (shared bytes) so the canonical path can outlive moving `req`.
         let uri = req.uri().clone();
         let path = match router::normalize(uri.path()) {
@@ -110,6 +124,13 @@ impl Gateway {
                 return GatewayError::NoRoute.to_response(&ctx.request_id);
             };
             let Some(matched) = router::find_route(table, &req, &path) else {
+                // Unrouted requests meet the listener's IP, bot and WAF rules before their 404.
+                if let Some(s) = &security
+                    && let Err(refused) =
+                        filters::security::check_head(&s.policy, stats, ctx, &req, &path)
+                {
+                    return *refused;
+                }
                 return GatewayError::NoRoute.to_response(&ctx.request_id);
             };
             let upstream = match &matched.route.action {
@@ -122,6 +143,20 @@ impl Gateway {
         drop(routing);
         ctx.route = Some(matched.route.clone());
         ctx.params = matched.params.clone();
+        let body_guard = match &security {
+            Some(s) => {
+                let policy = s.for_route(matched.route.index);
+                let proxied = matches!(matched.route.action, RouteAction::Proxy(_));
+                match filters::security::after_routing(policy, stats, ctx, &mut req, &path, proxied)
+                    .await
+                {
+                    Ok(guard) => guard,
+                    Err(refused) => return *refused,
+                }
+            }
+            None => None,
+        };
+        let body_verdict = body_guard.as_ref().map(|g| g.verdict.clone());
         let filtering = telemetry::tracing::filters_span(&ctx.observe.span);
         if let Err(response) = filters::before_action(&self.filters, ctx, &mut req)
             .instrument(filtering)
@@ -146,11 +181,23 @@ impl Gateway {
                             request_id: &ctx.request_id,
                             span: &ctx.observe.span,
                             request_bytes: ctx.observe.request_body_counter(),
+                            body_guard,
                         },
                     )
                     .await;
                     ctx.observe.upstream = call;
-                    response
+                    match body_verdict.and_then(|v| v.get()) {
+                        // The body broke a limit while streaming and the try failed for it
+                        // (HTTP/2 upstreams report a reset rather than our error).
+                        Some(r) if response.status().is_server_error() => {
+                            *filters::security::cut(stats, r, ctx)
+                        }
+                        Some(_) => {
+                            stats.count_cut_body();
+                            response
+                        }
+                        None => response,
+                    }
                 }
                 None => GatewayError::NoEndpoint(spec.upstream_name.to_string())
                     .to_response(&ctx.request_id),
@@ -184,6 +231,8 @@ fn finish(mut response: Response<ProxyBody>, ctx: &mut RequestContext) -> Respon
 pub struct ProxyService {
     gateway: Arc<Gateway>,
     view: Arc<NodeView>,
+    /// Live connections per listener and client IP (kept across reloads).
+    per_ip: Arc<conn_limit::PerIpConnections>,
 }
 
 impl ProxyService {
@@ -191,6 +240,7 @@ impl ProxyService {
         Arc::new(Self {
             gateway: Gateway::new(view.clone(), filters),
             view,
+            per_ip: conn_limit::PerIpConnections::new(),
         })
     }
 }
@@ -198,12 +248,17 @@ impl ProxyService {
 impl ConnectionHandler for ProxyService {
     fn serve(&self, conn: AcceptedConnection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let gateway = self.gateway.clone();
-        let (settings, tls, counted) = {
+        let per_ip = self.per_ip.clone();
+        let (settings, tls, counted, security) = {
             let snapshot = self.view.load();
-            let settings = HttpSettings {
-                http2: snapshot.listener_http2(&conn.listener),
-                header_read_timeout: snapshot.config.server.header_read_timeout,
-            };
+            let security = snapshot
+                .listener(&conn.listener)
+                .map(|l| l.security.clone());
+            let settings = HttpSettings::new(
+                snapshot.listener_http2(&conn.listener),
+                snapshot.config.server.header_read_timeout,
+                security.as_ref().map(|s| &*s.policy),
+            );
             let counted = snapshot
                 .extension::<GenerationTelemetry>()
                 .and_then(|t| t.listener(&conn.listener))
@@ -212,9 +267,35 @@ impl ConnectionHandler for ProxyService {
                 settings,
                 snapshot.listener_tls(&conn.listener).cloned(),
                 counted,
+                security,
             )
         };
         Box::pin(async move {
+            let AcceptedConnection {
+                stream,
+                peer,
+                local,
+                listener,
+                graceful,
+                force,
+            } = conn;
+            let gate = admission::Gate {
+                listener: &listener,
+                security: security.as_deref(),
+                header_timeout: settings.header_read_timeout,
+                per_ip: &per_ip,
+                stats: &gateway.filters.security,
+            };
+            let Some(admitted) = admission::admit(stream, peer, gate).await else {
+                return;
+            };
+            let conn = ClientConnection {
+                peer: admitted.peer,
+                local,
+                listener,
+                graceful,
+                force,
+            };
             match tls {
                 None => {
                     let info = Arc::new(ConnInfo {
@@ -225,21 +306,24 @@ impl ConnectionHandler for ProxyService {
                         tls_info: None,
                         tls_version: None,
                     });
-                    let io = TokioIo::new(conn.stream);
+                    let io = TokioIo::new(admitted.stream);
                     serve_http(gateway, io, info, settings, &conn.graceful, &conn.force).await;
                 }
-                Some(tls) => serve_tls(gateway, conn, tls, settings).await,
+                Some(tls) => serve_tls(gateway, admitted.stream, conn, tls, settings).await,
             }
+            drop(admitted.permit);
             drop(counted);
         })
     }
 }
 
-/// What hyper needs to know about a listener.
-#[derive(Debug, Clone, Copy)]
-struct HttpSettings {
-    http2: bool,
-    header_read_timeout: Duration,
+/// An admitted client connection (its peer is the PROXY protocol source when there is one).
+struct ClientConnection {
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: Arc<str>,
+    graceful: tokio_util::sync::CancellationToken,
+    force: tokio_util::sync::CancellationToken,
 }
 
 /// What a TLS handshake established.
@@ -259,12 +343,13 @@ pub struct TlsInfo {
 
 async fn serve_tls(
     gateway: Arc<Gateway>,
-    conn: AcceptedConnection,
+    stream: admission::ClientStream,
+    conn: ClientConnection,
     tls: Arc<meshgate_actors::tls::ListenerTls>,
     settings: HttpSettings,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
-    let handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(conn.stream));
+    let handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream));
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
@@ -337,7 +422,10 @@ async fn serve_http<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = info.peer;
+    let activity = Arc::new(RequestActivity::default());
+    let seen_by_service = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
+        seen_by_service.record(req.version());
         let gateway = gateway.clone();
         let info = info.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req, &info).await) }
@@ -347,11 +435,13 @@ async fn serve_http<I>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_buf_size(settings.max_buf_size.max(8192))
+        .max_headers(settings.max_headers)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(settings.h2_max_header_list_size)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -360,14 +450,38 @@ async fn serve_http<I>(
     }
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(e) = result {
-                tracing::trace!(%peer, error = %e, "client connection ended with an error");
+    // hyper's header timeout covers HTTP/1.1 once it knows the protocol; this watchdog covers
+    // the rest: a connection that completes no request head within the timeout (nothing sent,
+    // a stalled h2c preface, or an HTTP/2 client trickling header frames) is closed, and an
+    // HTTP/2 connection that starts no new request for that long gets a GOAWAY (streams in
+    // flight finish) — the HTTP/2 equivalent of HTTP/1.1's keep-alive limit.
+    let timeout = settings.header_read_timeout;
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = 0;
+    let mut idle_closed = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(%peer, error = %e, "client connection ended with an error");
+                }
+                return;
             }
-            return;
+            _ = graceful.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline), if !idle_closed => {
+                let (requests, h2) = activity.read();
+                if requests == 0 {
+                    tracing::debug!(%peer, ?timeout, "no complete request head in time; connection closed");
+                    return;
+                }
+                if requests == seen && h2 {
+                    connection.as_mut().graceful_shutdown();
+                    idle_closed = true;
+                }
+                seen = requests;
+                deadline = tokio::time::Instant::now() + timeout;
+            }
         }
-        _ = graceful.cancelled() => {}
     }
     // Draining: finish what is in flight, refuse new requests, then close.
     connection.as_mut().graceful_shutdown();

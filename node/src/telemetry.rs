@@ -81,11 +81,18 @@ pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     /// Started the first time a generation wants access logs or analytics.
     recorder: OnceLock<Arc<Recorder>>,
+    /// The edge security counters, exported as `meshgate_security_events_total`.
+    security: OnceLock<Arc<crate::filters::security::SecurityStats>>,
 }
 
 impl Telemetry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Export the security checks' counters with the rest.
+    pub fn export_security(&self, stats: Arc<crate::filters::security::SecurityStats>) {
+        let _ = self.security.set(stats);
     }
 
     /// The handles and settings one generation's requests use.
@@ -173,6 +180,7 @@ impl Telemetry {
                 .recorder
                 .get()
                 .map_or_else(RecorderStats::default, |r| r.stats()),
+            security: self.security.get().map(|s| s.snapshot()),
         })
     }
 

@@ -28,6 +28,8 @@ pub enum ProxyBody {
     Counted(Incoming, Arc<AtomicU64>),
     /// An upstream response; holds the connection until the last frame.
     Upstream(UpstreamBody),
+    /// A client body under the route's size and rate limits (`filters::security::body`).
+    Guarded(Box<crate::filters::security::body::GuardedBody>),
 }
 
 impl ProxyBody {
@@ -69,6 +71,7 @@ impl Body for ProxyBody {
                 polled.map_err(Into::into)
             }
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Guarded(body) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -78,6 +81,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(data) => data.is_none(),
             ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.is_end_stream(),
             ProxyBody::Upstream(body) => body.inner.is_end_stream(),
+            ProxyBody::Guarded(body) => body.is_end_stream(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Body for ProxyBody {
             }
             ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.size_hint(),
             ProxyBody::Upstream(body) => body.inner.size_hint(),
+            ProxyBody::Guarded(body) => body.size_hint(),
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use crate::error::GatewayError;
+use crate::filters::security::body::{BodyGuard, GuardedBody};
 
 /// The client's request body, as the tries see it.
 #[derive(Debug)]
@@ -36,7 +37,18 @@ impl RequestBody {
         resend_possible: bool,
         deadline: Instant,
         count: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
+        guard: Option<BodyGuard>,
     ) -> Result<Self, GatewayError> {
+        // A body of unknown length is counted as it streams (access log, metrics).
+        let streamed = match count {
+            Some(counter) => ProxyBody::Counted(body, counter.clone()),
+            None => ProxyBody::Incoming(body),
+        };
+        // The route's size and rate limits (and bytes the WAF read ahead) wrap the client's body.
+        let body = match guard {
+            Some(guard) => ProxyBody::Guarded(Box::new(GuardedBody::new(streamed, guard))),
+            None => streamed,
+        };
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
         }
@@ -45,18 +57,16 @@ impl RequestBody {
             .upper()
             .is_some_and(|n| n <= retry.max_body);
         if retry.attempts == 0 || !resend_possible || !small {
-            // A body of unknown length is counted as it streams (access log, metrics).
-            let streamed = match count {
-                Some(counter) => ProxyBody::Counted(body, counter.clone()),
-                None => ProxyBody::Incoming(body),
-            };
-            return Ok(RequestBody::Stream(Some(streamed)));
+            return Ok(RequestBody::Stream(Some(body)));
         }
         let limit = usize::try_from(retry.max_body).unwrap_or(usize::MAX);
         let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect())
             .await
             .map_err(|_| GatewayError::RequestTimeout)?
-            .map_err(|_| GatewayError::RequestBody)?;
+            .map_err(|e| match crate::error::body_rejection(&*e) {
+                Some(r) => GatewayError::ClientBody(r),
+                None => GatewayError::RequestBody,
+            })?;
         Ok(RequestBody::Buffered(collected.to_bytes()))
     }
 

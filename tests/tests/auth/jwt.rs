@@ -274,7 +274,10 @@ async fn forged_tokens_are_refused() {
 
 #[tokio::test]
 async fn a_100_kb_token_is_refused_without_harm() {
-    let (_idp, node, rsa) = setup("", "{ methods: [{ jwt: corp }] }").await;
+    // Header limits raised above the 10 KB token so that it reaches the JWT's own size check
+    // (the default 8 KB of headers would answer 431 first; docs/security.md).
+    let security = "security:\n  limits: { max_header_bytes: 64KB }\n";
+    let (_idp, node, rsa) = setup(security, "{ methods: [{ jwt: corp }] }").await;
     let huge = format!(
         "{}{}",
         rsa.sign(&claims("alice", 60)),

@@ -45,6 +45,8 @@ routes:
   - {{ match: {{ paths: ["/*"] }}, proxy: {{ upstream: b, timeout: 60s }} }}
 upstreams:
   - {{ name: b, targets: [{{ address: "{}" }}] }}
+security:
+  limits: {{ max_body_size: 1GB }}   # the default 10 MB would answer 413 (docs/security.md)
 "#,
         backend.addr()
     );

@@ -4,6 +4,7 @@
 //! paused and restarted under them.
 #![allow(clippy::unwrap_used)]
 
+mod client_ip;
 mod keys;
 mod local;
 mod redis;

@@ -29,6 +29,8 @@ pub struct Scrape<'a> {
     pub metrics: &'a Metrics,
     pub view: &'a NodeView,
     pub recorder: RecorderStats,
+    /// Edge security counters, when the node's filters report them.
+    pub security: Option<crate::filters::security::SecurityCounts>,
 }
 
 /// A circuit breaker's state as exported (0 closed, 1 open, 2 half-open).
@@ -69,6 +71,9 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     control_plane(&mut w, scrape, &snapshot);
     recorder(&mut w, &scrape.recorder);
     rate_limit_store(&mut w, &scrape.metrics.rate_limit_store);
+    if let Some(counts) = &scrape.security {
+        security(&mut w, counts);
+    }
     w.out
 }
 
@@ -457,6 +462,25 @@ fn control_plane(w: &mut TextWriter, scrape: &Scrape<'_>, snapshot: &Snapshot) {
             &[("certificate", name)],
             left,
         );
+    }
+}
+
+fn security(w: &mut TextWriter, c: &crate::filters::security::SecurityCounts) {
+    let name = "meshgate_security_events_total";
+    w.family(
+        name,
+        "counter",
+        "Edge security events: connections refused (per-IP limit, PROXY header), requests refused, WAF detections and blocks, bodies cut.",
+    );
+    for (event, value) in [
+        ("connection_refused", c.connections_refused),
+        ("proxy_protocol_failure", c.proxy_protocol_failures),
+        ("request_refused", c.requests_refused),
+        ("waf_detection", c.waf_detections),
+        ("waf_block", c.waf_blocks),
+        ("body_cut", c.bodies_cut),
+    ] {
+        w.sample(name, &[("event", event)], value);
     }
 }
 

@@ -128,6 +128,7 @@ fn every_family_is_declared_once_with_help_and_type() {
         metrics: &metrics,
         view: &view,
         recorder: exposition::RecorderStats::default(),
+        security: Some(Default::default()),
     });
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();

@@ -1,0 +1,41 @@
+//! The built-in list of User-Agents that only attack tools send: vulnerability scanners, SQL
+//! injection and brute-force tools, internet-wide port scanners. Matched case-insensitively as
+//! substrings. Search-engine crawlers and monitoring agents are deliberately not on it.
+
+/// Substrings of the User-Agents of well-known attack and scanning tools.
+pub const KNOWN_BAD_BOTS: &[&str] = &[
+    "sqlmap",
+    "nikto",
+    "masscan",
+    "zgrab",
+    "nmap",
+    "nessus",
+    "openvas",
+    "acunetix",
+    "netsparker",
+    "w3af",
+    "wpscan",
+    "joomscan",
+    "dirbuster",
+    "dirb/",
+    "gobuster",
+    "feroxbuster",
+    "ffuf",
+    "wfuzz",
+    "hydra",
+    "havij",
+    "jaeles",
+    "nuclei",
+    "zmeu",
+    "morfeus",
+    "arachni",
+    "skipfish",
+    "commix",
+    "xsstrike",
+    "fimap",
+    "whatweb",
+    "webshag",
+    "bsqlbf",
+    "pangolin",
+    "sqlninja",
+];
