@@ -108,7 +108,15 @@ async fn try_forward(
         let (parts, _) = req.into_parts();
         let mut head = UpstreamHead::new(parts, f, true)?;
         trace::inject(span, &mut head.headers);
-        return forward_upgrade(client_upgrade, head, f, &spec, hash_key, call).await;
+        return Box::pin(forward_upgrade(
+            client_upgrade,
+            head,
+            f,
+            &spec,
+            hash_key,
+            call,
+        ))
+        .await;
     }
     let (parts, body) = req.into_parts();
     let mut head = UpstreamHead::new(parts, f, false)?;
@@ -534,20 +542,27 @@ impl UpstreamHead {
         upgrading: bool,
     ) -> Result<Self, GatewayError> {
         let client_host = client_host(&parts);
-        let path = if f.spec.rewrite.is_identity() {
-            f.path.to_string()
-        } else {
-            f.spec.rewrite.apply(f.path, f.params)
+        let unchanged = f.spec.rewrite.is_identity() && parts.uri.path() == f.path;
+        let path_and_query = match parts.uri.path_and_query() {
+            // The common case: the client's target goes upstream as it came (shared bytes).
+            Some(target) if unchanged => target.clone(),
+            _ => {
+                let path = if f.spec.rewrite.is_identity() {
+                    f.path.to_string()
+                } else {
+                    f.spec.rewrite.apply(f.path, f.params)
+                };
+                let path_and_query = match parts.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                PathAndQuery::try_from(path_and_query)
+                    .map_err(|_| GatewayError::BadRequest("invalid request target"))?
+            }
         };
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let path_and_query = PathAndQuery::try_from(path_and_query)
-            .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
         let mut headers = parts.headers;
         let client = ClientSide {
-            ip: f.conn.peer.ip(),
+            ip: &f.conn.peer_ip,
             tls: f.conn.tls,
             version: parts.version,
             host: client_host.as_ref(),

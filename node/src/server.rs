@@ -41,6 +41,8 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's IP as a header value, formatted once per connection (`X-Forwarded-For`).
+    pub peer_ip: http::HeaderValue,
     pub local: SocketAddr,
     pub listener: Arc<str>,
     pub tls: bool,
@@ -48,6 +50,12 @@ pub struct ConnInfo {
     pub tls_info: Option<Arc<TlsInfo>>,
     /// `TLSv1.3`, … once TLS termination exists (access log).
     pub tls_version: Option<&'static str>,
+}
+
+/// `ip` as a header value (an IP's text is always a valid one).
+pub fn ip_header_value(ip: std::net::IpAddr) -> http::HeaderValue {
+    http::HeaderValue::from_str(&ip.to_string())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
 }
 
 /// The request pipeline shared by every proxy connection.
@@ -170,7 +178,9 @@ impl Gateway {
             }
             RouteAction::Proxy(spec) => match upstream {
                 Some(upstream) => {
-                    let (response, call) = proxy::forward(
+                    // Boxed: the proxy's future is most of a request's state, and the
+                    // request future is moved (copied) as it is built and polled.
+                    let (response, call) = Box::pin(proxy::forward(
                         req,
                         ForwardRequest {
                             spec,
@@ -183,7 +193,7 @@ impl Gateway {
                             request_bytes: ctx.observe.request_body_counter(),
                             body_guard,
                         },
-                    )
+                    ))
                     .await;
                     ctx.observe.upstream = call;
                     match body_verdict.and_then(|v| v.get()) {
@@ -300,6 +310,7 @@ impl ConnectionHandler for ProxyService {
                 None => {
                     let info = Arc::new(ConnInfo {
                         peer: conn.peer,
+                        peer_ip: ip_header_value(conn.peer.ip()),
                         local: conn.local,
                         listener: conn.listener.clone(),
                         tls: false,
@@ -394,6 +405,7 @@ async fn serve_tls(
     };
     let info = Arc::new(ConnInfo {
         peer: conn.peer,
+        peer_ip: ip_header_value(conn.peer.ip()),
         local: conn.local,
         listener: conn.listener.clone(),
         tls: true,

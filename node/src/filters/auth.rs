@@ -212,6 +212,12 @@ impl AuthRuntime {
     }
 }
 
+/// Remove the identity headers a client may not send itself (what `authenticate` does first on
+/// every route; routes without an auth policy need only this).
+pub fn strip_identity_headers<B>(route: &meshgate_config::CompiledRoute, req: &mut Request<B>) {
+    credentials::strip_identity_headers(req.headers_mut(), &route.auth.shared.identity_headers);
+}
+
 /// Authenticate and authorize a routed request. Strips client-sent identity headers on every
 /// route; on a route with a policy, either sets the identity headers and `ctx.consumer` or
 /// answers 401/403/429/503.

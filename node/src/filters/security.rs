@@ -176,7 +176,7 @@ pub async fn after_routing(
     };
     let kind = BodyKind::of(req.headers().get(header::CONTENT_TYPE));
     if let (true, true, Some(kind)) = (inspect_body, policy.waf.active() && policy.waf.body, kind) {
-        let (frames, waited) = read_prefix(policy, stats, ctx, req.body_mut()).await?;
+        let (frames, waited) = Box::pin(read_prefix(policy, stats, ctx, req.body_mut())).await?;
         let mut joined = BytesMut::new();
         for frame in frames {
             match frame.into_data() {

@@ -1,8 +1,6 @@
 //! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110 §7.6.1),
 //! `X-Forwarded-For/-Proto/-Host`, `Via` (RFC 9110 §7.6.3) and the request id.
 
-use std::net::IpAddr;
-
 use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -54,7 +52,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
 /// What the gateway knows about the client side of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientSide<'a> {
-    pub ip: IpAddr,
+    /// The client's IP as a header value (`ConnInfo::peer_ip`).
+    pub ip: &'a HeaderValue,
     pub tls: bool,
     pub version: Version,
     /// The Host the client asked for (header or authority).
@@ -93,15 +92,21 @@ pub fn to_client(
     headers.insert(request_id::HEADER, request_id.clone());
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let ip = ip.to_string();
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
     let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),
-        _ => ip,
+        Some(existing) if !existing.trim().is_empty() => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + ip.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(ip.as_bytes());
+            match HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                Ok(v) => v,
+                Err(_) => return,
+            }
+        }
+        _ => ip.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    headers.insert(X_FORWARDED_FOR, value);
 }
 
 fn append_via(headers: &mut HeaderMap, version: Version) {
@@ -170,7 +175,7 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("via", "1.1 edge")]);
         let host = HeaderValue::from_static("api.example.com");
         let client = ClientSide {
-            ip: "10.0.0.9".parse().unwrap(),
+            ip: &HeaderValue::from_static("10.0.0.9"),
             tls: false,
             version: Version::HTTP_11,
             host: Some(&host),

@@ -145,11 +145,13 @@ impl ConnPool {
         if let Some(conn) = self.take_idle().await {
             return Ok(Checkout::H1 { conn, reused: true });
         }
-        let slot = match self.connection_slot(limits, true).await? {
+        // The slow paths (waiting for a slot, connecting and TLS) are boxed so that their
+        // state does not weigh on every request's future.
+        let slot = match Box::pin(self.connection_slot(limits, true)).await? {
             SlotOrIdle::Slot(slot) => slot,
             SlotOrIdle::Idle(conn) => return Ok(Checkout::H1 { conn, reused: true }),
         };
-        let conn = self.connect_h1(settings, slot).await?;
+        let conn = Box::pin(self.connect_h1(settings, slot)).await?;
         Ok(Checkout::H1 {
             conn,
             reused: false,

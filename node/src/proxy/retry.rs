@@ -60,13 +60,18 @@ impl RequestBody {
             return Ok(RequestBody::Stream(Some(body)));
         }
         let limit = usize::try_from(retry.max_body).unwrap_or(usize::MAX);
-        let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect())
-            .await
-            .map_err(|_| GatewayError::RequestTimeout)?
-            .map_err(|e| match crate::error::body_rejection(&*e) {
-                Some(r) => GatewayError::ClientBody(r),
-                None => GatewayError::RequestBody,
-            })?;
+        // Boxed: only retried bodies are collected, and the collection's state would otherwise
+        // be part of every request's future.
+        let collected = Box::pin(tokio::time::timeout_at(
+            deadline,
+            Limited::new(body, limit).collect(),
+        ))
+        .await
+        .map_err(|_| GatewayError::RequestTimeout)?
+        .map_err(|e| match crate::error::body_rejection(&*e) {
+            Some(r) => GatewayError::ClientBody(r),
+            None => GatewayError::RequestBody,
+        })?;
         Ok(RequestBody::Buffered(collected.to_bytes()))
     }
 
