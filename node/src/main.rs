@@ -12,10 +12,6 @@ use meshgate_config::{CompiledConfig, Format, LoadError, compile, load_file, par
 const EXIT_INVALID: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
 
-/// Per-request allocations are small and short-lived; see `mimalloc` in the workspace manifest.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "meshgate",

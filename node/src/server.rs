@@ -320,7 +320,11 @@ impl ConnectionHandler for ProxyService {
                     let io = TokioIo::new(admitted.stream);
                     serve_http(gateway, io, info, settings, &conn.graceful, &conn.force).await;
                 }
-                Some(tls) => serve_tls(gateway, admitted.stream, conn, tls, settings).await,
+                // Boxed: the handshake's state would otherwise be part of every plain
+                // connection's future (its memory is held for the connection's life).
+                Some(tls) => {
+                    Box::pin(serve_tls(gateway, admitted.stream, conn, tls, settings)).await
+                }
             }
             drop(admitted.permit);
             drop(counted);
