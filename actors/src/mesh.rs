@@ -1,10 +1,11 @@
-//! The node's mesh identity: obtaining its SPIFFE certificate (from a local CA directory or,
-//! by CSR, from a CA service), the TLS configs built on it, and the [`CertRotator`] actor that
-//! renews it before it expires. New handshakes pick up a renewed certificate through
-//! [`SwappableCert`]; open connections keep theirs.
+//! The node's mesh identity: obtaining its SPIFFE certificate (from a local CA directory, by
+//! CSR from a CA service, or from Consul Connect's CA), the TLS configs built on it, and the
+//! [`CertRotator`] actor that renews it before it expires. New handshakes pick up a renewed
+//! certificate through [`SwappableCert`]; open connections keep theirs.
 
 pub mod ca_client;
 pub mod cert_rotator;
+pub mod consul_ca;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,8 @@ pub enum IdentityError {
     },
     #[error("mesh.identity.ca_service: {0}")]
     CaService(String),
+    #[error("mesh.identity.consul: {0}")]
+    Consul(String),
     #[error("mesh.identity: no certificate within {0:?}")]
     Timeout(Duration),
 }
@@ -88,6 +91,11 @@ impl MeshIdentity {
         self.last_error.store(None);
     }
 
+    /// The source answered (with the current certificate): no renewal, and no error either.
+    fn source_answered(&self) {
+        self.last_error.store(None);
+    }
+
     fn failed(&self, error: String) {
         self.last_error.store(Some(Arc::new(error)));
     }
@@ -106,6 +114,8 @@ pub fn spiffe_id(spec: &MeshSpec) -> Result<SpiffeId, IdentityError> {
 
 /// Obtain a fresh leaf (and the trust bundle) from the configured source. With `current`,
 /// a CA service is asked with the current certificate as credential instead of the token.
+/// Consul's agent answers its cached leaf until it renews it itself, so a renewal from Consul
+/// may return the current certificate again.
 pub async fn obtain(
     spec: &MeshSpec,
     current: Option<&Arc<SwappableCert>>,
@@ -147,6 +157,12 @@ pub async fn obtain(
                 .await
                 .map_err(|_| IdentityError::Timeout(OBTAIN_TIMEOUT))??;
             Ok((leaf, bundle))
+        }
+        IdentitySourceConfig::Consul(consul) => {
+            let fetch = consul_ca::request_certificate(spec, consul);
+            tokio::time::timeout(OBTAIN_TIMEOUT, fetch)
+                .await
+                .map_err(|_| IdentityError::Timeout(OBTAIN_TIMEOUT))?
         }
     }
 }

@@ -182,12 +182,19 @@ fn load_upstream(
                 "this node has no mesh identity (add the mesh section)",
             )]
         })?;
-        let expected = meshgate_pki::SpiffeId::service(
+        // Checked like an id (rejects slashes) but matched in either service shape, so that
+        // Consul Connect's `…/ns/<ns>/dc/<dc>/svc/<service>` callees are accepted too.
+        meshgate_pki::SpiffeId::service(
             identity.spiffe_id.trust_domain(),
             &m.namespace,
             &m.service,
         )
         .map_err(|e| vec![ConfigError::new(at.clone(), e.to_string())])?;
+        let expected = meshgate_pki::ExpectedServer::Service {
+            trust_domain: identity.spiffe_id.trust_domain().to_string(),
+            namespace: m.namespace.clone(),
+            service: m.service.clone(),
+        };
         let options = meshgate_pki::TlsOptions {
             alpn,
             allow_tls12: false,
@@ -195,7 +202,7 @@ fn load_upstream(
         let config = meshgate_pki::client_config(
             identity.cert.clone(),
             &identity.bundle,
-            meshgate_pki::ExpectedServer::Id(expected),
+            expected,
             &options,
         )
         .map_err(|e| vec![ConfigError::new(at.clone(), e.to_string())])?;

@@ -1,8 +1,10 @@
 //! Consul over its HTTP API, as CONSUL-API.md specifies: health blocking queries for discovery,
-//! agent service registration with a TTL check for the local service. Control plane only; it
-//! must never special-case the in-repo Consul double.
+//! agent service registration with a TTL check for the local service, and the Connect CA's
+//! roots and leaf certificates for the mesh identity. Control plane only; it must never
+//! special-case the in-repo Consul double.
 
 mod client;
+pub mod connect;
 mod registration;
 mod watch;
 pub mod wire;
@@ -13,6 +15,7 @@ mod tests;
 use std::time::Duration;
 
 pub use client::{ConsulClient, HealthAnswer, HealthQuery};
+pub use connect::{CaRoot, CaRoots, LeafCert};
 pub use registration::{
     CheckStatus, ConsulRegistration, Heartbeat, ServiceRegistration, ServiceWeights,
 };

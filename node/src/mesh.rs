@@ -32,7 +32,7 @@ pub fn authorize(snapshot: &Snapshot, conn: &ConnInfo) -> Result<(), (StatusCode
             format!(
                 "{} may not call {}",
                 caller.unwrap_or("an unidentified caller"),
-                mesh.spec.spiffe_id
+                mesh.identity.spiffe_id
             ),
         )),
     }

@@ -251,6 +251,19 @@ mod tests {
     }
 
     #[test]
+    fn go_style_sec1_keys_load_like_pkcs8() {
+        let ca = test_ca("leaf.test", true);
+        let leaf = ca.issue(&test_leaf_request("leaf.test", "a", "a")).unwrap();
+        let sec1 = crate::pkcs8::pkcs8_to_go_sec1(leaf.key_der().secret_pkcs8_der());
+        let sec1_pem = pem::encode(&pem::Pem::new("EC PRIVATE KEY", sec1));
+        let again = CertifiedLeaf::from_pem(&leaf.chain_pem(), &sec1_pem).unwrap();
+        assert_eq!(again.spiffe_id(), leaf.spiffe_id());
+        // ring's own PKCS#8 leaves the curve out of the inner key; both forms sign.
+        let reloaded = CertifiedLeaf::from_pem(&again.chain_pem(), &again.key_pem()).unwrap();
+        assert_eq!(reloaded.chain(), leaf.chain());
+    }
+
+    #[test]
     fn refuses_other_trust_domains_and_ca_certs_as_leaves() {
         let ca = test_ca("leaf.test", false);
         let err = ca

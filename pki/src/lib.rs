@@ -41,6 +41,7 @@ mod identity;
 mod inspect;
 mod leaf;
 mod pem_text;
+mod pkcs8;
 mod profile;
 mod rotation;
 mod spiffe;

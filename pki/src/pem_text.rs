@@ -1,9 +1,11 @@
-//! PEM text ⇄ DER for certificates and PKCS#8 private keys; knows nothing about what the DER means.
+//! PEM text ⇄ DER for certificates and private keys (PKCS#8; SEC1 and PKCS#1 keys are
+//! re-framed as PKCS#8); knows nothing about what the DER means.
 
 use pem::{EncodeConfig, LineEnding, Pem};
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 use crate::PkiError;
+use crate::pkcs8::{pkcs1_to_pkcs8, sec1_to_pkcs8};
 
 const CERTIFICATE_TAG: &str = "CERTIFICATE";
 const PKCS8_KEY_TAG: &str = "PRIVATE KEY";
@@ -38,7 +40,9 @@ pub(crate) fn certs_from_pem(
         .collect()
 }
 
-/// Exactly one PKCS#8 `PRIVATE KEY` block.
+/// Exactly one private key block: PKCS#8 `PRIVATE KEY`, or the traditional SEC1
+/// `EC PRIVATE KEY` / PKCS#1 `RSA PRIVATE KEY` that Go (and so Consul's Connect CA) writes,
+/// converted to PKCS#8.
 pub(crate) fn key_from_pem(
     text: &str,
     what: &'static str,
@@ -52,10 +56,16 @@ pub(crate) fn key_from_pem(
     };
     match block.tag() {
         PKCS8_KEY_TAG => Ok(PrivatePkcs8KeyDer::from(block.into_contents())),
-        "EC PRIVATE KEY" | "RSA PRIVATE KEY" => Err(pem_error(format!(
-            "{:?} keys are not supported; convert to PKCS#8 (openssl pkcs8 -topk8 -nocrypt)",
-            block.tag()
-        ))),
+        tag @ ("EC PRIVATE KEY" | "RSA PRIVATE KEY") => {
+            let converted = if tag == "EC PRIVATE KEY" {
+                sec1_to_pkcs8(block.contents())
+            } else {
+                pkcs1_to_pkcs8(block.contents())
+            };
+            converted
+                .map(PrivatePkcs8KeyDer::from)
+                .map_err(|reason| pem_error(format!("{tag}: {reason}")))
+        }
         other => Err(pem_error(format!(
             "unexpected {other:?} block; expected PRIVATE KEY"
         ))),
@@ -106,7 +116,7 @@ mod tests {
 
         let sec1 = pem::encode(&Pem::new("EC PRIVATE KEY", vec![1]));
         let err = key_from_pem(&sec1, "key").unwrap_err().to_string();
-        assert!(err.contains("convert to PKCS#8"), "{err}");
+        assert!(err.contains("malformed SEC1"), "{err}");
 
         let two = format!("{text}{text}");
         assert!(key_from_pem(&two, "key").is_err());

@@ -14,7 +14,9 @@ const MAX_TRUST_DOMAIN_LEN: usize = 255;
 /// A validated SPIFFE ID: `spiffe://<trust-domain>[/<path>]`.
 ///
 /// meshgate names workloads `spiffe://<trust-domain>/ns/<namespace>/svc/<service>`
-/// (see [`SpiffeId::service`]), but any ID valid under the SPIFFE spec parses.
+/// (see [`SpiffeId::service`]) and understands Consul Connect's
+/// `spiffe://<trust-domain>/ns/<namespace>/dc/<datacenter>/svc/<service>`, but any ID valid
+/// under the SPIFFE spec parses.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
     id: String,
@@ -89,18 +91,31 @@ impl SpiffeId {
         &self.id
     }
 
-    /// The namespace if the path has meshgate's `/ns/<namespace>/svc/<service>` shape.
+    /// The namespace if the path names a service: meshgate's `/ns/<namespace>/svc/<service>`
+    /// or Consul Connect's `/ns/<namespace>/dc/<datacenter>/svc/<service>`.
     pub fn namespace(&self) -> Option<&str> {
-        self.ns_and_service().map(|(ns, _)| ns)
+        self.service_path().map(|(ns, _, _)| ns)
     }
 
-    /// The service name if the path has meshgate's `/ns/<namespace>/svc/<service>` shape.
+    /// The service name if the path names a service (either shape, see [`Self::namespace`]).
     pub fn service_name(&self) -> Option<&str> {
-        self.ns_and_service().map(|(_, svc)| svc)
+        self.service_path().map(|(_, _, svc)| svc)
     }
 
-    fn ns_and_service(&self) -> Option<(&str, &str)> {
+    /// The datacenter of a Consul Connect service id (`/ns/<ns>/dc/<dc>/svc/<service>`);
+    /// `None` for meshgate's own shape, which has no datacenter.
+    pub fn datacenter(&self) -> Option<&str> {
+        self.service_path().and_then(|(_, dc, _)| dc)
+    }
+
+    /// `(namespace, datacenter, service)`. Consul's agent/connect/uri_service.go writes
+    /// `/ns/<ns>/dc/<dc>/svc/<service>`; Consul Enterprise's partitioned form
+    /// (`/ap/<partition>/ns/…`) is not a service path here.
+    fn service_path(&self) -> Option<(&str, Option<&str>, &str)> {
         let mut segments = self.path().strip_prefix('/')?.split('/');
+        let (Some("ns"), Some(ns)) = (segments.next(), segments.next()) else {
+            return None;
+        };
         match (
             segments.next(),
             segments.next(),
@@ -108,7 +123,8 @@ impl SpiffeId {
             segments.next(),
             segments.next(),
         ) {
-            (Some("ns"), Some(ns), Some("svc"), Some(svc), None) => Some((ns, svc)),
+            (Some("svc"), Some(svc), None, _, _) => Some((ns, None, svc)),
+            (Some("dc"), Some(dc), Some("svc"), Some(svc), None) => Some((ns, Some(dc), svc)),
             _ => None,
         }
     }

@@ -63,6 +63,14 @@ pub enum ExpectedServer {
     Id(SpiffeId),
     /// Any SPIFFE ID in this trust domain.
     TrustDomain(String),
+    /// This service of this namespace in this trust domain, in either service shape:
+    /// meshgate's `/ns/<ns>/svc/<service>` or Consul Connect's `/ns/<ns>/dc/<any>/svc/<service>`
+    /// (a service keeps its name across datacenters).
+    Service {
+        trust_domain: String,
+        namespace: String,
+        service: String,
+    },
 }
 
 impl ExpectedServer {
@@ -71,6 +79,15 @@ impl ExpectedServer {
         let accepted = match self {
             ExpectedServer::Id(expected) => presented == expected,
             ExpectedServer::TrustDomain(domain) => presented.trust_domain() == domain,
+            ExpectedServer::Service {
+                trust_domain,
+                namespace,
+                service,
+            } => {
+                presented.trust_domain() == trust_domain
+                    && presented.namespace() == Some(namespace.as_str())
+                    && presented.service_name() == Some(service.as_str())
+            }
         };
         if accepted {
             return Ok(());
@@ -79,6 +96,13 @@ impl ExpectedServer {
             expected: match self {
                 ExpectedServer::Id(id) => id.to_string(),
                 ExpectedServer::TrustDomain(domain) => format!("any ID in trust domain {domain}"),
+                ExpectedServer::Service {
+                    trust_domain,
+                    namespace,
+                    service,
+                } => format!(
+                    "service {service} of namespace {namespace} in trust domain {trust_domain}"
+                ),
             },
             actual: presented.to_string(),
         })

@@ -1,8 +1,8 @@
 //! An in-process double of the Consul agent's HTTP API, faithful to CONSUL-API.md: health
 //! blocking queries, agent registration with TTL checks, the critical-service reaper, ACL
-//! tokens and plain-text errors, on tokio time. It must behave like a real agent, so the client
-//! under test cannot tell; test-only hooks (faults, direct catalog edits) are methods here,
-//! never HTTP endpoints.
+//! tokens and plain-text errors, on tokio time; and the Connect CA's roots and leaves
+//! (`connect.rs`). It must behave like a real agent, so the client under test cannot tell;
+//! test-only hooks (faults, direct catalog edits) are methods here, never HTTP endpoints.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -25,6 +25,10 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+mod connect;
+
+pub use connect::DEFAULT_LEAF_TTL;
+
 /// Knobs of the double; the defaults are Consul's own (`agent/config/default.go`,
 /// `agent/consul/rpc.go`), the limits can be shrunk so tests run fast.
 #[derive(Debug, Clone)]
@@ -46,6 +50,10 @@ pub struct ConsulDoubleConfig {
     pub output_max_size: usize,
     /// The raft index the double starts at.
     pub initial_index: u64,
+    /// The cluster id; the Connect trust domain is `<cluster_id>.consul` (at least 8 chars).
+    pub cluster_id: String,
+    /// Connect's `LeafCertTTL` (72 h).
+    pub connect_leaf_ttl: Duration,
 }
 
 impl Default for ConsulDoubleConfig {
@@ -61,6 +69,8 @@ impl Default for ConsulDoubleConfig {
             deregister_min: Duration::from_secs(60),
             output_max_size: 4096,
             initial_index: 100,
+            cluster_id: "7f42f496-fbc7-8692-05ed-334aa5340c1e".to_owned(),
+            connect_leaf_ttl: DEFAULT_LEAF_TTL,
         }
     }
 }
@@ -152,6 +162,10 @@ struct Shared {
     fault: Mutex<Option<(StatusCode, String)>>,
     /// Emulates old agents whose health index could be 0 (and was not rewritten to 1).
     zero_index: std::sync::atomic::AtomicBool,
+    /// The Connect CA and this agent's leaf cache.
+    connect: Mutex<connect::ConnectCa>,
+    /// Bumped when a root rotates or a cached leaf is due: blocked Connect queries re-check.
+    connect_tx: watch::Sender<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +261,13 @@ impl ConsulDouble {
             last_token: Mutex::new(None),
             fault: Mutex::new(None),
             zero_index: std::sync::atomic::AtomicBool::new(false),
+            connect: Mutex::new(connect::ConnectCa::new(
+                &config.cluster_id,
+                &config.datacenter,
+                config.connect_leaf_ttl,
+                config.initial_index,
+            )),
+            connect_tx: watch::Sender::new(0),
             state: Mutex::new(state),
             config,
         });
@@ -683,6 +704,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
     if let Some((status, text)) = shared.fault.lock().await.clone() {
         return text_answer(status, &text);
     }
+    // The roots endpoint resolves no token (agent/agent_endpoint.go AgentConnectCARoots).
+    if parts.uri.path() == "/v1/agent/connect/ca/roots" {
+        if parts.method != Method::GET {
+            return method_not_allowed(&parts.method);
+        }
+        return connect::roots(shared, &query).await;
+    }
     let Some(access) = authorize(shared, token.as_deref()) else {
         return text_answer(StatusCode::FORBIDDEN, "ACL not found");
     };
@@ -704,6 +732,12 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
         }
         shared.counts.health.fetch_add(1, Ordering::AcqRel);
         return health_service(shared, &service, &query, access).await;
+    }
+    if let Some(service) = route("/v1/agent/connect/ca/leaf/") {
+        if parts.method != Method::GET {
+            return method_not_allowed(&parts.method);
+        }
+        return connect::leaf(shared, &service, &query, access).await;
     }
     if path == "/v1/agent/service/register" {
         if parts.method != Method::PUT {

@@ -1027,3 +1027,63 @@ async fn dns_server_gone_is_a_transient_error() {
     let error = next(&mut watch, "server gone").await.unwrap_err();
     assert!(error.is_transient(), "{error}");
 }
+
+/// §6: the Connect CA's roots need no token, a leaf needs `service:write`; the agent answers
+/// its cached leaf until it renews it or the root rotates (then with the cross-signed
+/// intermediate after the leaf).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_connect_roots_and_cached_leaves() {
+    let double = ConsulDouble::start_with(ConsulDoubleConfig {
+        acl_token: Some("s3cret".into()),
+        ..ConsulDoubleConfig::default()
+    })
+    .await;
+    let anonymous = consul_client(&double, None);
+    let roots = anonymous.connect_ca_roots().await.unwrap();
+    assert_eq!(roots.roots.len(), 1);
+    let first_root = roots.active().unwrap().clone();
+    assert!(first_root.active && first_root.intermediate_certs.is_empty());
+    assert_eq!(
+        first_root.external_trust_domain,
+        "7f42f496-fbc7-8692-05ed-334aa5340c1e"
+    );
+    let denied = anonymous.connect_ca_leaf("web").await.unwrap_err();
+    assert!(
+        matches!(&denied, DiscoveryError::Rejected { status: 403, body, .. } if body.contains("service:write")),
+        "{denied}"
+    );
+
+    let client = consul_client(&double, Some("s3cret"));
+    let leaf = client.connect_ca_leaf("web").await.unwrap();
+    assert_eq!(leaf.service_uri, double.connect_spiffe_id("web").await);
+    assert_eq!(leaf.service, "web");
+    assert!(
+        leaf.private_key_pem
+            .starts_with("-----BEGIN EC PRIVATE KEY-----")
+    );
+    assert_eq!(leaf.cert_pem.matches("BEGIN CERTIFICATE").count(), 1);
+    let again = client.connect_ca_leaf("web").await.unwrap();
+    assert_eq!(again.serial_number, leaf.serial_number, "the agent's cache");
+
+    double.connect_renew_leaf("web").await;
+    let renewed = client.connect_ca_leaf("web").await.unwrap();
+    assert_ne!(renewed.serial_number, leaf.serial_number);
+    assert!(renewed.modify_index > leaf.modify_index);
+
+    double.connect_rotate_root().await;
+    let roots = client.connect_ca_roots().await.unwrap();
+    assert_eq!(roots.roots.len(), 2);
+    let active = roots.active().unwrap();
+    assert_ne!(active.id, first_root.id);
+    assert_eq!(active.intermediate_certs.len(), 1);
+    assert!(
+        roots
+            .roots
+            .iter()
+            .any(|r| r.id == first_root.id && !r.active)
+    );
+    let rotated = client.connect_ca_leaf("web").await.unwrap();
+    assert_ne!(rotated.serial_number, renewed.serial_number);
+    assert_eq!(rotated.cert_pem.matches("BEGIN CERTIFICATE").count(), 2);
+    double.stop().await;
+}

@@ -1,13 +1,15 @@
 //! The `CertRotator` actor: renews the node's mesh certificate at 70% of its lifetime (with
 //! jitter, Linkerd/Consul practice), retries with backoff when renewal fails, and keeps the
 //! current certificate until it expires. The swap goes through [`SwappableCert`]: new
-//! handshakes use the new certificate, open connections are untouched.
+//! handshakes use the new certificate, open connections are untouched. A source that answers
+//! the current certificate again (Consul's agent, until its own renewal point) is asked again
+//! later, without counting as a failure.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use meshgate_config::compile::MeshSpec;
-use meshgate_pki::{RenewalPolicy, RetryBackoff, renewal_at};
+use meshgate_pki::{CertifiedLeaf, RenewalPolicy, RetryBackoff, TrustBundle, renewal_at};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{MeshIdentity, obtain};
@@ -15,6 +17,11 @@ use super::{MeshIdentity, obtain};
 /// First retry after a failed renewal, doubling up to [`RETRY_CAP`].
 const RETRY_BASE: Duration = Duration::from_secs(1);
 const RETRY_CAP: Duration = Duration::from_secs(60);
+/// When the source answered the current certificate again, ask again after a tenth of the
+/// time it has left, within these bounds. Consul's agent renews between 60% and 90% of the
+/// lifetime (agent/leafcert), so the new one is picked up with most of the rest still left.
+const UNCHANGED_RETRY_MIN: Duration = Duration::from_secs(1);
+const UNCHANGED_RETRY_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Default)]
 pub struct CertRotator;
@@ -39,6 +46,8 @@ pub struct CertRotatorState {
     timer:
         Option<ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<CertRotatorMsg>>>>,
     backoff: RetryBackoff,
+    /// The trust bundle the source last reported, when it differs from the one in use.
+    reported_bundle: Option<TrustBundle>,
 }
 
 impl Actor for CertRotator {
@@ -56,6 +65,7 @@ impl Actor for CertRotator {
             spec: args.spec,
             timer: None,
             backoff: RetryBackoff::new(RETRY_BASE, RETRY_CAP),
+            reported_bundle: None,
         };
         state.schedule_renewal(&myself);
         Ok(state)
@@ -97,20 +107,35 @@ impl Actor for CertRotator {
 
 impl CertRotatorState {
     async fn renew(&mut self, myself: &ActorRef<CertRotatorMsg>) -> Result<(), String> {
-        match obtain(&self.spec, Some(&self.identity.cert)).await {
-            Ok((leaf, _bundle)) => {
+        let obtained = obtain(&self.spec, Some(&self.identity.cert))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|(leaf, bundle)| self.check_identity(&leaf).map(|()| (leaf, bundle)));
+        match obtained {
+            Ok((leaf, bundle)) => {
+                self.note_bundle(bundle);
+                self.backoff.reset();
+                if leaf.info().serial == self.identity.cert.current().info().serial {
+                    self.identity.source_answered();
+                    let delay = unchanged_retry(self.identity.not_after());
+                    tracing::debug!(
+                        identity = %self.identity.spiffe_id,
+                        retry_in = ?delay,
+                        "the certificate source answered the current certificate; asking again later"
+                    );
+                    self.schedule(myself, delay);
+                    return Ok(());
+                }
                 tracing::info!(
                     identity = %self.identity.spiffe_id,
                     not_after = %humantime::format_rfc3339_seconds(leaf.not_after()),
                     "mesh certificate renewed"
                 );
                 self.identity.renewed(leaf);
-                self.backoff.reset();
                 self.schedule_renewal(myself);
                 Ok(())
             }
-            Err(e) => {
-                let message = e.to_string();
+            Err(message) => {
                 let delay = self.backoff.next_delay(&mut rand::rng());
                 tracing::warn!(
                     identity = %self.identity.spiffe_id,
@@ -124,6 +149,35 @@ impl CertRotatorState {
                 Err(message)
             }
         }
+    }
+
+    /// A renewal must not change who this node is (a source reconfigured under us would).
+    fn check_identity(&self, leaf: &CertifiedLeaf) -> Result<(), String> {
+        if leaf.spiffe_id() == &self.identity.spiffe_id {
+            Ok(())
+        } else {
+            Err(format!(
+                "mesh.identity: the source issued {}, not {}; keeping the current certificate",
+                leaf.spiffe_id(),
+                self.identity.spiffe_id
+            ))
+        }
+    }
+
+    /// The TLS configs are built once from the bundle; a changed bundle (a CA root rotation)
+    /// is reported once. Leaves signed by a new root still verify under the old bundle while
+    /// the CA sends the cross-signed intermediate (Consul does); the new bundle takes effect
+    /// when the identity is next obtained (restart, or a reload that changes `mesh.identity`).
+    fn note_bundle(&mut self, bundle: TrustBundle) {
+        if bundle == self.identity.bundle || self.reported_bundle.as_ref() == Some(&bundle) {
+            return;
+        }
+        tracing::warn!(
+            identity = %self.identity.spiffe_id,
+            roots = bundle.roots().len(),
+            "the CA's trust bundle changed; it takes effect when the mesh identity is next obtained"
+        );
+        self.reported_bundle = Some(bundle);
     }
 
     fn schedule_renewal(&mut self, myself: &ActorRef<CertRotatorMsg>) {
@@ -149,5 +203,36 @@ impl CertRotatorState {
             timer.abort();
         }
         self.timer = Some(myself.send_after(delay, || CertRotatorMsg::Renew));
+    }
+}
+
+/// How long to wait before asking a source that answered the current certificate again.
+fn unchanged_retry(not_after: SystemTime) -> Duration {
+    let left = not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    (left / 10).clamp(UNCHANGED_RETRY_MIN, UNCHANGED_RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_answer_is_asked_again_within_bounds() {
+        let now = SystemTime::now();
+        assert_eq!(
+            unchanged_retry(now + Duration::from_secs(72 * 3600)),
+            UNCHANGED_RETRY_MAX
+        );
+        let ten_minutes = unchanged_retry(now + Duration::from_secs(600));
+        assert!(
+            ten_minutes <= Duration::from_secs(60) && ten_minutes >= Duration::from_secs(59),
+            "{ten_minutes:?}"
+        );
+        assert_eq!(
+            unchanged_retry(now - Duration::from_secs(5)),
+            UNCHANGED_RETRY_MIN
+        );
     }
 }

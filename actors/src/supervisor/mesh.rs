@@ -104,11 +104,9 @@ impl SupervisorState {
         let (leaf, bundle) = crate::mesh::obtain(spec, None)
             .await
             .map_err(|e| e.to_string())?;
-        let identity = MeshIdentity::new(
-            crate::mesh::spiffe_id(spec).map_err(|e| e.to_string())?,
-            leaf,
-            bundle,
-        );
+        // The leaf names the identity: for local CAs and the CA service it is the spec's id,
+        // Consul Connect adds the datacenter (`…/ns/<ns>/dc/<dc>/svc/<service>`).
+        let identity = MeshIdentity::new(leaf.spiffe_id().clone(), leaf, bundle);
         tracing::info!(identity = %identity.spiffe_id, "mesh identity obtained");
         self.stop_child(&ChildKey::CertRotator);
         let args = CertRotatorArgs {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::model::discovery::DEFAULT_CONSUL_ADDRESS;
 
 /// Linkerd and Consul issue day-long workload certificates.
 pub const DEFAULT_LEAF_LIFETIME: HumanDuration = HumanDuration::from_secs(24 * 3600);
@@ -14,9 +15,11 @@ pub const DEFAULT_RENEW_FRACTION: f64 = 0.7;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeshConfig {
-    /// The SPIFFE trust domain, e.g. `mesh.example.com`.
+    /// The SPIFFE trust domain, e.g. `mesh.example.com` (with Consul Connect:
+    /// `<cluster id>.consul`).
     pub trust_domain: String,
-    /// This node's service; its identity is `spiffe://<trust_domain>/ns/<namespace>/svc/<service>`.
+    /// This node's service; its identity is `spiffe://<trust_domain>/ns/<namespace>/svc/<service>`
+    /// (Consul Connect: `…/ns/<namespace>/dc/<datacenter>/svc/<service>`).
     pub service: String,
     #[serde(default = "default_namespace")]
     pub namespace: String,
@@ -53,6 +56,24 @@ pub enum IdentitySourceConfig {
         /// Authenticates the first request; renewals present the current certificate instead.
         bootstrap_token: String,
     },
+    /// Ask the local Consul agent's Connect CA (`/v1/agent/connect/ca/leaf/:service`). Consul
+    /// generates the key and returns it with the certificate; the trust bundle is its CA roots.
+    Consul(ConsulConnectConfig),
+}
+
+/// How to reach the Consul agent whose Connect CA certifies this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulConnectConfig {
+    /// The agent's HTTP address, as in `discovery.consul.address`.
+    #[serde(default = "default_consul_address")]
+    pub address: String,
+    /// ACL token with `service:write` on the service; sent as `X-Consul-Token`. Empty: none.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The Consul service to certify; default `mesh.service`.
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -106,6 +127,10 @@ pub struct BootstrapToken {
 
 fn default_namespace() -> String {
     "default".to_string()
+}
+
+fn default_consul_address() -> String {
+    DEFAULT_CONSUL_ADDRESS.to_string()
 }
 
 fn default_lifetime() -> HumanDuration {

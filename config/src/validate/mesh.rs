@@ -80,6 +80,11 @@ impl Validator {
             }
         }
         self.identity_source(&mesh.identity, &path.field("identity"));
+        if matches!(mesh.identity, IdentitySourceConfig::Consul(_)) && !mesh.dns_names.is_empty() {
+            self.push(path.field("dns_names").error(
+                "Consul's CA decides the certificate's names; remove dns_names with identity.consul",
+            ));
+        }
         if mesh.lifetime.get() < std::time::Duration::from_secs(60) {
             self.push(path.field("lifetime").error("must be at least 1m"));
         }
@@ -155,7 +160,44 @@ impl Validator {
                     self.push(p.field("bootstrap_token").error("must not be empty"));
                 }
             }
+            IdentitySourceConfig::Consul(consul) => {
+                let p = path.field("consul");
+                if let Err(reason) = check_consul_address(&consul.address) {
+                    self.push(p.field("address").error(reason));
+                }
+                if let Some(service) = &consul.service
+                    && let Err(reason) = check_segment(service)
+                {
+                    self.push(p.field("service").error(reason));
+                }
+                if let Some(token) = &consul.token
+                    && token.bytes().any(|b| b.is_ascii_control())
+                {
+                    self.push(
+                        p.field("token")
+                            .error("must not contain control characters"),
+                    );
+                }
+            }
         }
+    }
+}
+
+/// `http://host:port` or `host:port`: the Consul client speaks plain HTTP to its agent.
+fn check_consul_address(address: &str) -> Result<(), String> {
+    let rest = match address.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{address:?}: scheme {scheme:?} is not supported; use the agent's http:// address"
+            ));
+        }
+        None => address,
+    };
+    let authority = rest.trim_end_matches('/');
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("{address:?}: expected http://host:port")),
     }
 }
 
@@ -190,14 +232,15 @@ fn check_segment(s: &str) -> Result<(), String> {
     }
 }
 
-/// `*`, `spiffe://td/ns/<ns>/svc/*`, or a full service id.
+/// `*`, `spiffe://td/ns/<ns>/svc/*`, or a full service id; Consul Connect's ids carry a
+/// datacenter: `spiffe://td/ns/<ns>/dc/<dc>/svc/<service>` (or `…/svc/*`).
 fn check_source_pattern(source: &str) -> Result<(), String> {
     if source == "*" {
         return Ok(());
     }
     let bad = || {
         format!(
-            "{source:?}: expected *, spiffe://<trust-domain>/ns/<namespace>/svc/<service> or …/svc/*"
+            "{source:?}: expected *, spiffe://<trust-domain>/ns/<namespace>[/dc/<datacenter>]/svc/<service> or …/svc/*"
         )
     };
     let rest = source.strip_prefix("spiffe://").ok_or_else(bad)?;
@@ -210,6 +253,96 @@ fn check_source_pattern(source: &str) -> Result<(), String> {
         {
             Ok(())
         }
+        ["ns", ns, "dc", dc, "svc", svc]
+            if check_segment(ns).is_ok()
+                && check_segment(dc).is_ok()
+                && (*svc == "*" || check_segment(svc).is_ok()) =>
+        {
+            Ok(())
+        }
         _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::LoadError;
+    use crate::load::{Format, parse_with_env};
+    use crate::model::mesh::{ConsulConnectConfig, IdentitySourceConfig};
+
+    fn consul_mesh(identity: &str, extra: &str) -> String {
+        format!(
+            "mode: sidecar\nmesh:\n  trust_domain: 11111111-2222-3333-4444-555555555555.consul\n  service: web\n  identity: {identity}\n{extra}"
+        )
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse_with_env(text, Format::Yaml, "t", &|var| {
+            (var == "CONSUL_TOKEN").then(|| "s3cr3t".to_string())
+        }) {
+            Err(LoadError::Invalid(errors)) => errors.iter().map(|e| e.to_string()).collect(),
+            Err(other) => vec![format!("other: {other}")],
+            Ok(_) => vec![],
+        }
+    }
+
+    #[test]
+    fn consul_identity_defaults_and_env_token() {
+        let text = consul_mesh("{ consul: { token: \"${CONSUL_TOKEN}\" } }", "");
+        let config = parse_with_env(&text, Format::Yaml, "t", &|var| {
+            (var == "CONSUL_TOKEN").then(|| "s3cr3t".to_string())
+        })
+        .unwrap();
+        let mesh = config.mesh.unwrap();
+        assert_eq!(
+            mesh.identity,
+            IdentitySourceConfig::Consul(ConsulConnectConfig {
+                address: "http://127.0.0.1:8500".into(),
+                token: Some("s3cr3t".into()),
+                service: None,
+            })
+        );
+        let text = consul_mesh(
+            "{ consul: {} }",
+            "  authorization:\n    rules:\n      - { source: \"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/api\", action: allow }\n      - { source: \"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/*\", action: deny }\n",
+        );
+        assert_eq!(problems(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn consul_identity_errors_name_their_field() {
+        let text = consul_mesh(
+            "{ consul: { address: \"https://127.0.0.1:8501\", service: \"a/b\" } }",
+            "  dns_names: [web.local]\n",
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p.iter()
+                .any(|e| e.starts_with("mesh.identity.consul.address:") && e.contains("https")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|e| e.starts_with("mesh.identity.consul.service:")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|e| e.starts_with("mesh.dns_names:")), "{p:?}");
+
+        let p = problems(&consul_mesh("{ consul: { address: \"consul\" } }", ""));
+        assert!(
+            p.len() == 1 && p[0].contains("expected http://host:port"),
+            "{p:?}"
+        );
+        let p = problems(&consul_mesh("{ consul: { datacenter: dc2 } }", ""));
+        assert!(p.len() == 1 && p[0].contains("datacenter"), "{p:?}");
+        let p = problems(&consul_mesh(
+            "{ consul: {} }",
+            "  authorization:\n    rules: [{ source: \"spiffe://td/ns/a/dc/svc/x\", action: allow }]\n",
+        ));
+        assert!(
+            p.len() == 1 && p[0].starts_with("mesh.authorization.rules[0].source:"),
+            "{p:?}"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP client for one Consul agent: builds the requests of CONSUL-API.md §2–4, sends them
-//! over hyper with a deadline, and maps Consul's plain-text error answers to `DiscoveryError`.
+//! The HTTP client for one Consul agent: builds the requests of CONSUL-API.md §2–4 (§6 lives in
+//! `connect.rs`), sends them over hyper with a deadline, and maps Consul's plain-text error
+//! answers to `DiscoveryError`.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -38,7 +39,7 @@ pub struct ConsulClient {
     http: Client<HttpConnector, Full<Bytes>>,
     authority: String,
     token: Option<HeaderValue>,
-    request_timeout: Duration,
+    pub(super) request_timeout: Duration,
 }
 
 impl std::fmt::Debug for ConsulClient {
@@ -197,7 +198,7 @@ impl ConsulClient {
         }
     }
 
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         path_and_query: &str,
@@ -241,7 +242,7 @@ impl ConsulClient {
             })?
     }
 
-    fn status_error(&self, status: StatusCode, body: &[u8]) -> DiscoveryError {
+    pub(super) fn status_error(&self, status: StatusCode, body: &[u8]) -> DiscoveryError {
         let body = String::from_utf8_lossy(body).trim().to_owned();
         let target = self.authority.clone();
         let code = status.as_u16();
@@ -279,7 +280,7 @@ impl ConsulClient {
         }
     }
 
-    fn invalid(&self, reason: impl Into<String>) -> DiscoveryError {
+    pub(super) fn invalid(&self, reason: impl Into<String>) -> DiscoveryError {
         DiscoveryError::InvalidResponse {
             backend: Backend::Consul,
             target: self.authority.clone(),
@@ -354,7 +355,7 @@ pub(crate) fn tag_filter(tags: &[String]) -> Option<String> {
 }
 
 /// `X-Consul-Index` as a number, if present and valid.
-fn consul_index(headers: &HeaderMap) -> Option<u64> {
+pub(super) fn consul_index(headers: &HeaderMap) -> Option<u64> {
     headers
         .get("x-consul-index")?
         .to_str()
@@ -364,7 +365,7 @@ fn consul_index(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn segment(value: &str) -> String {
+pub(super) fn segment(value: &str) -> String {
     utf8_percent_encode(value, PATH_SEGMENT).to_string()
 }
 

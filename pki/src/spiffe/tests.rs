@@ -99,9 +99,32 @@ fn non_meshgate_paths_have_no_namespace() {
         "spiffe://td/ns/a",
         "spiffe://td/ns/a/svc/b/extra",
         "spiffe://td/x/a/svc/b",
+        "spiffe://td/ns/a/dc/b/svc",
+        "spiffe://td/ns/a/dc/b/svc/c/extra",
+        "spiffe://td/ns/a/xx/b/svc/c",
+        "spiffe://td/ap/p/ns/a/dc/b/svc/c",
     ] {
         let id: SpiffeId = input.parse().unwrap();
         assert_eq!(id.namespace(), None, "{input}");
         assert_eq!(id.service_name(), None, "{input}");
     }
+}
+
+#[test]
+fn consul_connect_service_ids_name_namespace_datacenter_and_service() {
+    let id: SpiffeId =
+        "spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web"
+            .parse()
+            .unwrap();
+    assert_eq!(
+        id.trust_domain(),
+        "11111111-2222-3333-4444-555555555555.consul"
+    );
+    assert_eq!(id.namespace(), Some("default"));
+    assert_eq!(id.datacenter(), Some("dc1"));
+    assert_eq!(id.service_name(), Some("web"));
+
+    let meshgate = SpiffeId::service("mesh.local", "shop", "orders").unwrap();
+    assert_eq!(meshgate.datacenter(), None);
+    assert_eq!(meshgate.service_name(), Some("orders"));
 }

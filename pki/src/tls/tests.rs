@@ -225,6 +225,23 @@ async fn trust_domain_expectation_accepts_any_service_in_it() {
     assert!(other.check(&test_id(TD, "default", "orders")).is_err());
 }
 
+#[test]
+fn service_expectation_accepts_both_service_shapes() {
+    let expected = ExpectedServer::Service {
+        trust_domain: TD.into(),
+        namespace: "default".into(),
+        service: "orders".into(),
+    };
+    let ok = |id: &str| expected.check(&SpiffeId::parse(id).unwrap()).is_ok();
+    assert!(ok("spiffe://tls.test/ns/default/svc/orders"));
+    assert!(ok("spiffe://tls.test/ns/default/dc/dc1/svc/orders"));
+    assert!(ok("spiffe://tls.test/ns/default/dc/dc2/svc/orders"));
+    assert!(!ok("spiffe://tls.test/ns/default/dc/dc1/svc/billing"));
+    assert!(!ok("spiffe://tls.test/ns/shop/svc/orders"));
+    assert!(!ok("spiffe://other.test/ns/default/svc/orders"));
+    assert!(!ok("spiffe://tls.test/orders"));
+}
+
 #[tokio::test]
 async fn tls12_client_is_refused_by_a_tls13_only_server() {
     let ca = test_ca(TD, false);
