@@ -38,12 +38,16 @@ pub const KIND_CLIENT: i32 = 3;
 /// A running receiver.
 pub struct OtlpReceiver {
     addr: SocketAddr,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
     spans: watch::Receiver<Vec<ReceivedSpan>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 struct Collector {
     spans: watch::Sender<Vec<ReceivedSpan>>,
+    /// Spans received; with `keep: false` only this is updated (a sink for load tests).
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    keep: bool,
 }
 
 #[tonic::async_trait]
@@ -52,8 +56,22 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        if !self.keep {
+            let n: usize = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.count
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            return Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }));
+        }
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .map(|r| attributes(&r.attributes))
@@ -101,10 +119,24 @@ fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
 
 impl OtlpReceiver {
     pub async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// A receiver that only counts spans ([`OtlpReceiver::received`]): a sink for load tests.
+    pub async fn start_sink() -> Self {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(keep: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, spans) = watch::channel(Vec::new());
-        let service = TraceServiceServer::new(Collector { spans: tx });
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let service = TraceServiceServer::new(Collector {
+            spans: tx,
+            count: count.clone(),
+            keep,
+        });
         let task = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             let _ = tonic::transport::Server::builder()
@@ -112,7 +144,17 @@ impl OtlpReceiver {
                 .serve_with_incoming(incoming)
                 .await;
         });
-        Self { addr, spans, task }
+        Self {
+            addr,
+            count,
+            spans,
+            task,
+        }
+    }
+
+    /// Spans received by a sink.
+    pub fn received(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `http://127.0.0.1:PORT`, for `telemetry.tracing.otlp_endpoint`.
