@@ -23,7 +23,7 @@ use meshgate_actors::upstream::{
     UpstreamPoolMsg, stable_hash,
 };
 use meshgate_config::UpstreamSpec;
-use meshgate_config::compile::{HashOn, HostPolicy, LoadBalancing, ProxySpec};
+use meshgate_config::compile::{HashOn, HostPolicy, LoadBalancing, PathRewrite, ProxySpec};
 use meshgate_config::model::UpstreamProtocol;
 use meshgate_config::resilience::UpstreamResilience;
 use tokio::time::Instant;
@@ -547,11 +547,7 @@ impl UpstreamHead {
             // The common case: the client's target goes upstream as it came (shared bytes).
             Some(target) if unchanged => target.clone(),
             _ => {
-                let path = if f.spec.rewrite.is_identity() {
-                    f.path.to_string()
-                } else {
-                    f.spec.rewrite.apply(f.path, f.params)
-                };
+                let path = forwarded_path(&f.spec.rewrite, parts.uri.path(), f.path, f.params)?;
                 let path_and_query = match parts.uri.query() {
                     Some(q) => format!("{path}?{q}"),
                     None => path,
@@ -591,6 +587,12 @@ impl UpstreamHead {
             HostPolicy::Upstream => endpoint.host_header.clone(),
             HostPolicy::Fixed(value) => value.clone(),
         };
+        // hyper sends a GET, HEAD or CONNECT body of unknown length as no body at all unless
+        // the request says chunked; the client's body (chunked, or HTTP/2 DATA without
+        // content-length) must not be lost silently.
+        let chunked = matches!(self.method, Method::GET | Method::HEAD | Method::CONNECT)
+            && !http_body::Body::is_end_stream(&body)
+            && http_body::Body::size_hint(&body).exact().is_none();
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.headers_mut() = self.headers.clone();
@@ -599,6 +601,12 @@ impl UpstreamHead {
                 *req.uri_mut() = Uri::from(self.path_and_query.clone());
                 *req.version_mut() = Version::HTTP_11;
                 req.headers_mut().insert(header::HOST, host);
+                if chunked {
+                    req.headers_mut().insert(
+                        header::TRANSFER_ENCODING,
+                        HeaderValue::from_static("chunked"),
+                    );
+                }
             }
             UpstreamProtocol::Http2 => {
                 let authority = Authority::try_from(host.as_bytes())
@@ -617,14 +625,60 @@ impl UpstreamHead {
     }
 }
 
-/// The Host the client addressed: the Host header, or the HTTP/2 authority.
+/// The path sent upstream: the client's path in its forwarding form (reserved escapes kept,
+/// `router::normalize`), through the route's rewrite.
+fn forwarded_path(
+    rewrite: &PathRewrite,
+    raw: &str,
+    routed: &str,
+    params: &[(Arc<str>, String)],
+) -> Result<String, GatewayError> {
+    let forward = crate::router::normalize::forwarding_form(raw)
+        .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+    if rewrite.is_identity() {
+        return Ok(forward.into_owned());
+    }
+    if *forward == *routed {
+        return Ok(rewrite.apply(routed, params));
+    }
+    // The client escaped reserved characters. A template is rendered from the decoded
+    // parameters, so their reserved characters go escaped (they are data inside a segment);
+    // a prefix is cut from the forwarding form when it starts with it (otherwise, when the
+    // prefix itself was escaped, from the routed form).
+    if rewrite.template.is_some() {
+        let escaped: Vec<(Arc<str>, String)> = params
+            .iter()
+            .map(|(name, value)| (name.clone(), escape_reserved(value)))
+            .collect();
+        return Ok(rewrite.apply(routed, &escaped));
+    }
+    let starts = rewrite.strip_prefix.as_deref().is_none_or(|prefix| {
+        forward
+            .strip_prefix(prefix)
+            .is_some_and(|tail| tail.is_empty() || tail.starts_with('/'))
+    });
+    Ok(rewrite.apply(if starts { forward.as_ref() } else { routed }, params))
+}
+
+/// `value` with RFC 3986 gen-delims and sub-delims percent-encoded.
+fn escape_reserved(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if ":/?#[]@!$&'()*+,;=".contains(c) {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The Host the client addressed, as routing read it: the request target's authority
+/// (absolute form, HTTP/2 `:authority`) when it has one, else the Host header (RFC 9112
+/// §3.2.2, RFC 9113 §8.3.1). A Host that disagrees with the authority was refused before
+/// routing (`filters::security::head`).
 fn client_host(parts: &http::request::Parts) -> Option<HeaderValue> {
-    parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    })
+    crate::filters::security::head::effective_host(parts)
 }
 
 fn hash_key<B>(lb: &LoadBalancing, req: &Request<B>, conn: &ConnInfo, path: &str) -> Option<u64> {

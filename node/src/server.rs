@@ -109,6 +109,9 @@ impl Gateway {
         {
             return *refused;
         }
+        if req.method() == http::Method::OPTIONS && req.uri().path() == "*" {
+            return server_options(security.as_deref(), stats, ctx, &req);
+        }
         // A cheap clone (shared bytes) so the canonical path can outlive moving `req`.
         let uri = req.uri().clone();
         let path = match router::normalize(uri.path()) {
@@ -151,6 +154,12 @@ impl Gateway {
         drop(routing);
         ctx.route = Some(matched.route.clone());
         ctx.params = matched.params.clone();
+        // Only the upgrades the route allows go upstream (WebSocket by default, never h2c).
+        let upgrading = proxy::upgrade::restrict(&mut req, |protocol| {
+            security
+                .as_ref()
+                .is_some_and(|s| s.for_route(matched.route.index).allows_upgrade(protocol))
+        });
         let body_guard = match &security {
             Some(s) => {
                 let policy = s.for_route(matched.route.index);
@@ -196,6 +205,14 @@ impl Gateway {
                     ))
                     .await;
                     ctx.observe.upstream = call;
+                    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS && !upgrading {
+                        // Nothing asked to switch: a 101 here would turn the client's
+                        // connection into a tunnel past routing and every check.
+                        return GatewayError::UpstreamProtocol(
+                            "101 to a request without an allowed upgrade".into(),
+                        )
+                        .to_response(&ctx.request_id);
+                    }
                     match body_verdict.and_then(|v| v.get()) {
                         // The body broke a limit while streaming and the try failed for it
                         // (HTTP/2 upstreams report a reset rather than our error).
@@ -214,6 +231,30 @@ impl Gateway {
             },
         }
     }
+}
+
+/// `OPTIONS *` asks about the server, not a resource (RFC 9110 §9.3.7): after the listener's
+/// checks (as for an unrouted request), 200 with the methods the gateway forwards.
+fn server_options(
+    security: Option<&meshgate_config::security::ListenerSecurity>,
+    stats: &filters::security::SecurityStats,
+    ctx: &RequestContext,
+    req: &Request<Incoming>,
+) -> Response<ProxyBody> {
+    if let Some(s) = security
+        && let Err(refused) = filters::security::check_head(&s.policy, stats, ctx, req, "*")
+    {
+        return *refused;
+    }
+    let mut response = Response::new(ProxyBody::Empty);
+    response.headers_mut().insert(
+        http::header::ALLOW,
+        http::HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(0));
+    response
 }
 
 /// The last step of every request: the request id and the filters' headers go on the response.

@@ -13,7 +13,9 @@ use regex::{Regex, RegexBuilder};
 
 use super::bots::KNOWN_BAD_BOTS;
 use super::layered;
-use super::model::{ForwardedHeader, SecurityConfig, WafMode, WafTarget};
+use super::model::{
+    EscapedSlashes, ForwardedHeader, SecurityConfig, UnderscoreAction, WafMode, WafTarget,
+};
 use crate::model::Config;
 
 /// Every check's settings for one listener, or one route on one listener.
@@ -28,6 +30,8 @@ pub struct SecurityPolicy {
     pub max_header_bytes: usize,
     pub max_uri_length: usize,
     pub header_timeout: Duration,
+    pub headers_with_underscores: UnderscoreAction,
+    pub reject_escaped_slashes: bool,
     // Route level.
     pub max_body_size: u64,
     pub max_query_params: usize,
@@ -36,6 +40,20 @@ pub struct SecurityPolicy {
     pub ip_deny: IpList,
     pub waf: WafSpec,
     pub bots: BotRules,
+    /// `Upgrade` protocols forwarded, lowercase (never `h2c`).
+    pub upgrades: Box<[Box<str>]>,
+}
+
+impl SecurityPolicy {
+    /// Whether `protocol` (an `Upgrade` token, any case) may be forwarded. Applies whether or
+    /// not the checks are `enabled`: it decides what the proxy forwards, it refuses nothing.
+    pub fn allows_upgrade(&self, protocol: &str) -> bool {
+        // RFC 9113 §3.1: the h2c upgrade is deprecated; a tunnel to the backend would carry
+        // further requests past routing and every check.
+        let name = protocol.split('/').next().unwrap_or(protocol).trim();
+        !name.eq_ignore_ascii_case("h2c")
+            && self.upgrades.iter().any(|u| name.eq_ignore_ascii_case(u))
+    }
 }
 
 /// A minimum average body rate, measured over time spent waiting for the client.
@@ -189,6 +207,8 @@ impl SecurityPolicy {
             header_timeout: slow
                 .header_timeout
                 .map_or(server_header_timeout, |t| t.get()),
+            headers_with_underscores: c.protocol.headers_with_underscores,
+            reject_escaped_slashes: c.protocol.escaped_slashes == EscapedSlashes::Reject,
             max_body_size: limits.max_body_size.get(),
             max_query_params: limits.max_query_params,
             min_body_rate,
@@ -196,6 +216,13 @@ impl SecurityPolicy {
             ip_deny: IpList::parse(&c.ip_rules.deny),
             waf: waf_spec(c),
             bots: bot_rules(c),
+            upgrades: c
+                .protocol
+                .upgrades
+                .iter()
+                .map(|u| u.trim().to_ascii_lowercase().into_boxed_str())
+                .filter(|u| &**u != "h2c")
+                .collect(),
         }
     }
 }

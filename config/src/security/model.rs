@@ -10,12 +10,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::HumanDuration;
 
-/// Concurrent connections one client IP may hold on one listener (0 = unlimited).
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 100;
+/// Concurrent connections one client IP may hold on one listener (0 = unlimited). Unlimited by
+/// default, as in nginx, HAProxy and Envoy: behind a load balancer or a NAT every client shares
+/// one address (docs/security.md has a hardening profile for directly exposed listeners).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 0;
 /// Largest request body (Content-Length or streamed).
 pub const DEFAULT_MAX_BODY_SIZE: ByteSize = ByteSize(10 * 1024 * 1024);
-/// Request header fields (Envoy's `max_headers_count` is 100; 50 leaves room for real clients).
-pub const DEFAULT_MAX_HEADERS: usize = 50;
+/// Request header fields: Envoy's `max_headers_count` and hyper's default (nginx and HAProxy
+/// bound bytes rather than fields, and serve 100 fields of ordinary size).
+pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// Sum of header names and values.
 pub const DEFAULT_MAX_HEADER_BYTES: ByteSize = ByteSize(8 * 1024);
 /// Request target (path and query) length; nginx's default line buffer is 8 KiB.
@@ -49,6 +52,7 @@ pub struct SecurityConfig {
     pub ip_rules: IpRulesConfig,
     pub waf: WafConfig,
     pub bots: BotsConfig,
+    pub protocol: ProtocolConfig,
 }
 
 impl Default for SecurityConfig {
@@ -62,8 +66,59 @@ impl Default for SecurityConfig {
             ip_rules: IpRulesConfig::default(),
             waf: WafConfig::default(),
             bots: BotsConfig::default(),
+            protocol: ProtocolConfig::default(),
         }
     }
+}
+
+/// What the gateway forwards of the protocol elements backends read differently from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtocolConfig {
+    /// Listener level: header field names with `_` (which CGI and WSGI turn into the same
+    /// variable as the `-` spelling, so `X_Forwarded_For` would pass for `X-Forwarded-For`).
+    pub headers_with_underscores: UnderscoreAction,
+    /// Listener level: a `%2F` in the path is kept as it came (routing still reads it as `/`),
+    /// or refused with 400.
+    pub escaped_slashes: EscapedSlashes,
+    /// Route level: the `Upgrade` protocols forwarded (case-insensitive tokens); others are
+    /// removed from the request. `h2c` is never forwarded.
+    pub upgrades: Vec<String>,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        Self {
+            headers_with_underscores: UnderscoreAction::Drop,
+            escaped_slashes: EscapedSlashes::Keep,
+            upgrades: vec!["websocket".to_string()],
+        }
+    }
+}
+
+/// What happens to a request header whose name contains `_` (nginx: `underscores_in_headers`,
+/// Envoy: `headers_with_underscores_action`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoreAction {
+    /// The field is removed; the request goes on.
+    #[default]
+    Drop,
+    /// 400.
+    Reject,
+    /// Forwarded as it came.
+    Allow,
+}
+
+/// What happens to a path with an escaped slash (`%2F`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// Forwarded as `%2F`.
+    #[default]
+    Keep,
+    /// 400 (Envoy's `REJECT_REQUEST`).
+    Reject,
 }
 
 /// Where the client address comes from (listener level).

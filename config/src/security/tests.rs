@@ -24,9 +24,12 @@ fn defaults_match_the_documented_numbers() {
     let compiled = compile(&config).unwrap();
     let p = &compiled.listeners[0].security.policy;
     assert!(p.enabled);
-    assert_eq!(p.max_connections_per_ip, 100);
+    assert_eq!(
+        p.max_connections_per_ip, 0,
+        "unlimited: load balancers and NATs"
+    );
     assert_eq!(p.max_body_size, 10 * 1024 * 1024);
-    assert_eq!(p.max_headers, 50);
+    assert_eq!(p.max_headers, 100);
     assert_eq!(p.max_header_bytes, 8 * 1024);
     assert_eq!(p.max_uri_length, 8 * 1024);
     assert_eq!(p.max_query_params, 100);
@@ -52,6 +55,50 @@ fn defaults_match_the_documented_numbers() {
             .is_match("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")
     );
     assert!(!compiled.listeners[0].security.proxy_protocol);
+    assert_eq!(
+        p.headers_with_underscores,
+        super::model::UnderscoreAction::Drop
+    );
+    assert!(!p.reject_escaped_slashes);
+    assert!(p.allows_upgrade("websocket") && p.allows_upgrade("WebSocket"));
+    assert!(!p.allows_upgrade("h2c") && !p.allows_upgrade("foo"));
+}
+
+#[test]
+fn protocol_settings_are_checked_and_h2c_is_never_allowed() {
+    let yaml = r#"
+security:
+  protocol: { upgrades: [websocket, h2c, "a b"] }
+listeners:
+  - name: main
+    address: "127.0.0.1:0"
+    security: { protocol: { headers_with_underscores: sometimes } }
+routes:
+  - match: { paths: ["/"] }
+    respond: { status: 200 }
+    security: { protocol: { headers_with_underscores: allow, escaped_slashes: reject } }
+"#;
+    let errs = errors(yaml);
+    let has = |path: &str| errs.iter().any(|e| e.starts_with(&format!("{path}:")));
+    for path in [
+        "security.protocol.upgrades[1]",
+        "security.protocol.upgrades[2]",
+        "listeners[0].security.protocol.headers_with_underscores",
+        "routes[0].security.protocol.headers_with_underscores",
+        "routes[0].security.protocol.escaped_slashes",
+    ] {
+        assert!(has(path), "no error at {path}: {errs:#?}");
+    }
+    let yaml = format!(
+        "{BASE}routes: [{{ match: {{ paths: [\"/\"] }}, respond: {{ status: 200 }}, security: {{ protocol: {{ upgrades: [] }} }} }}]\n"
+    );
+    let compiled = compile(&parse_str(&yaml, Format::Yaml).unwrap()).unwrap();
+    assert!(
+        !compiled.listeners[0]
+            .security
+            .for_route(0)
+            .allows_upgrade("websocket")
+    );
 }
 
 #[test]
@@ -121,7 +168,7 @@ routes:
     assert!(other.ip_deny.contains("10.1.2.3".parse().unwrap()));
     assert_eq!(other.waf.mode, WafMode::Off);
     let inner = &compiled.listeners[1].security;
-    assert_eq!(inner.policy.max_headers, 50);
+    assert_eq!(inner.policy.max_headers, 100);
     assert!(inner.policy.trusted_proxies.is_empty());
 }
 

@@ -24,6 +24,8 @@ const LISTENER_ONLY: &[(&str, Option<&str>)] = &[
     ("limits", Some("max_header_bytes")),
     ("limits", Some("max_uri_length")),
     ("slow_clients", Some("header_timeout")),
+    ("protocol", Some("headers_with_underscores")),
+    ("protocol", Some("escaped_slashes")),
 ];
 
 /// Every problem in the security settings.
@@ -175,6 +177,11 @@ fn check(s: &SecurityConfig, path: &FieldPath, errors: &mut Vec<ConfigError>) {
             );
         }
     }
+    upgrade_protocols(
+        &s.protocol.upgrades,
+        &path.field("protocol").field("upgrades"),
+        errors,
+    );
     let bp = path.field("bots");
     for (field, list) in [("deny", &s.bots.deny), ("allow", &s.bots.allow)] {
         for (i, pattern) in list.iter().enumerate() {
@@ -195,6 +202,29 @@ fn check(s: &SecurityConfig, path: &FieldPath, errors: &mut Vec<ConfigError>) {
             }
         }
     }
+}
+
+/// `upgrades` entries: protocol names as `Upgrade` carries them (RFC 9110 §7.8), never `h2c`.
+fn upgrade_protocols(items: &[String], path: &FieldPath, errors: &mut Vec<ConfigError>) {
+    for (i, item) in items.iter().enumerate() {
+        let name = item.split('/').next().unwrap_or(item);
+        if name.eq_ignore_ascii_case("h2c") {
+            errors.push(path.index(i).error(
+                "h2c is never forwarded: RFC 9113 §3.1 deprecates the upgrade, and its tunnel \
+                 would carry requests past routing and every check",
+            ));
+        } else if item.is_empty() || !item.bytes().all(is_token_byte) {
+            errors.push(
+                path.index(i)
+                    .error(format!("{item:?} is not a protocol name (e.g. websocket)")),
+            );
+        }
+    }
+}
+
+/// RFC 9110 §5.6.2 tchar, plus the `/` between a protocol name and its version.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b)
 }
 
 fn cidrs(items: &[String], path: &FieldPath, errors: &mut Vec<ConfigError>) {

@@ -1,5 +1,6 @@
-//! Edge security checks on each request, in the order they run: the client's address (trusted
-//! proxies), request-head limits (414, 431) — before routing; then, with the route's policy, IP
+//! Edge security checks on each request, in the order they run: the request's authority (Host
+//! rules, 400, whatever the settings), header names with underscores, escaped slashes, the
+//! client's address (trusted proxies), request-head limits (414, 431) — before routing; then, with the route's policy, IP
 //! allow/deny lists and User-Agent rules (403), the query parameter count (400), the declared
 //! body size (413), the WAF on the head and on a bounded prefix of a JSON or form body (403 in
 //! `block` mode, a log line and a counter in `detect` mode), and the limits that follow the body
@@ -10,6 +11,7 @@
 
 pub mod body;
 pub mod client_ip;
+pub mod head;
 pub mod waf;
 
 use std::collections::VecDeque;
@@ -100,16 +102,37 @@ fn refuse(
     Box::new(error_response(status, message, &ctx.request_id))
 }
 
-/// Before routing: settle the client address, then the head limits that hyper's own parser
-/// leaves to us (it is configured with larger hard limits so that these answer first).
+/// Before routing: the request's one authority (always), header names with underscores and
+/// escaped slashes, the client address, then the head limits that hyper's own parser leaves to
+/// us (it is configured with larger hard limits so that these answer first).
 pub fn before_routing<B>(
     policy: &SecurityPolicy,
     stats: &SecurityStats,
     ctx: &mut RequestContext,
     req: &mut Request<B>,
 ) -> Result<(), Refusal> {
+    if let Err(e) = head::check_authority(req) {
+        return Err(refuse(stats, StatusCode::BAD_REQUEST, &e.to_string(), ctx));
+    }
     if !policy.enabled {
         return Ok(());
+    }
+    match head::underscores(req.headers_mut(), policy.headers_with_underscores) {
+        Ok(0) => {}
+        Ok(dropped) => tracing::debug!(
+            client = %ctx.conn.peer,
+            dropped,
+            "header fields with underscores dropped"
+        ),
+        Err(e) => return Err(refuse(stats, StatusCode::BAD_REQUEST, &e.to_string(), ctx)),
+    }
+    if policy.reject_escaped_slashes && has_escaped_slash(req.uri().path()) {
+        return Err(refuse(
+            stats,
+            StatusCode::BAD_REQUEST,
+            "escaped slash (%2F) in the path",
+            ctx,
+        ));
     }
     ctx.client_ip = client_ip::resolve(policy, ctx.conn.peer.ip(), req.headers_mut());
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -145,6 +168,13 @@ pub fn before_routing<B>(
         ));
     }
     Ok(())
+}
+
+/// `%2F` or `%2f` in a path.
+fn has_escaped_slash(path: &str) -> bool {
+    path.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'2' && (w[2] | 0x20) == b'f')
 }
 
 /// With the route's policy (the listener's when no route matched): IP rules, bots, query count,

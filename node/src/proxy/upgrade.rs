@@ -1,5 +1,6 @@
 //! Protocol upgrades (WebSocket) passed through: the upstream answers 101 on a dedicated
-//! connection, then both sides are spliced byte for byte until either closes.
+//! connection, then both sides are spliced byte for byte until either closes. Only the
+//! protocols the route allows are offered upstream ([`restrict`]); `h2c` never is.
 
 use std::sync::Arc;
 
@@ -25,6 +26,49 @@ pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Keep in `Upgrade` only the protocols `allowed` accepts. `true` when the request still asks
+/// for an upgrade; otherwise it goes on as a plain request (RFC 9110 §7.8: a server may ignore
+/// `Upgrade`), and hop-by-hop removal drops what is left of it.
+pub fn restrict<B>(req: &mut Request<B>, allowed: impl Fn(&str) -> bool) -> bool {
+    if !req.headers().contains_key(header::UPGRADE) {
+        return false;
+    }
+    if !is_upgrade_request(req) {
+        return false;
+    }
+    let tokens = |v: &HeaderValue| -> Vec<String> {
+        v.to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(tokens)
+        .collect();
+    let kept: Vec<&str> = offered
+        .iter()
+        .map(String::as_str)
+        .filter(|t| allowed(*t))
+        .collect();
+    if kept.len() == offered.len() && !kept.is_empty() {
+        return true;
+    }
+    req.headers_mut().remove(header::UPGRADE);
+    match HeaderValue::from_str(&kept.join(", ")) {
+        Ok(value) if !kept.is_empty() => {
+            req.headers_mut().insert(header::UPGRADE, value);
+            true
+        }
+        _ => false,
+    }
 }
 
 pub async fn forward(

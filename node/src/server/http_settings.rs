@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use meshgate_config::security::SecurityPolicy;
 
-/// Largest request head hyper accepts before answering 431 (at least; see [`HttpSettings`]).
+/// Header bytes hyper accepts before answering 431 (at least; see [`HttpSettings`]).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Room for the request line on top of the header allowance. hyper answers 414 itself for a
+/// target over 64 KiB, but only once the whole head is in its read buffer; a head that outgrows
+/// the buffer first is answered 431. So targets up to this length get their 414.
+pub const REQUEST_LINE_BYTES: usize = 128 * 1024;
 /// hyper's own default header count.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -29,23 +33,23 @@ impl HttpSettings {
             return Self {
                 http2,
                 header_read_timeout: server_timeout,
-                max_buf_size: MAX_HEADER_BYTES,
+                max_buf_size: MAX_HEADER_BYTES + REQUEST_LINE_BYTES,
                 max_headers: HYPER_DEFAULT_MAX_HEADERS,
-                h2_max_header_list_size: MAX_HEADER_BYTES as u32,
+                h2_max_header_list_size: (MAX_HEADER_BYTES + REQUEST_LINE_BYTES) as u32,
             };
         };
         let max_headers = (p.max_headers * 2).max(HYPER_DEFAULT_MAX_HEADERS);
         // Each field line adds ": " and CRLF; the request line carries the target.
-        let head = p.max_header_bytes + 4 * max_headers + p.max_uri_length + 1024;
+        let fields = (p.max_header_bytes + 4 * max_headers + 1024).max(MAX_HEADER_BYTES);
         Self {
             http2,
             header_read_timeout: p.header_timeout,
-            max_buf_size: head.max(MAX_HEADER_BYTES),
+            max_buf_size: fields + REQUEST_LINE_BYTES.max(p.max_uri_length + 1024),
             max_headers,
-            // RFC 9113 §6.5.2 counts 32 bytes of overhead per field.
+            // RFC 9113 §6.5.2 counts 32 bytes of overhead per field; `:path` is one of them.
             h2_max_header_list_size: u32::try_from(
-                (p.max_header_bytes + 32 * max_headers + p.max_uri_length + 1024)
-                    .max(MAX_HEADER_BYTES),
+                (p.max_header_bytes + 32 * max_headers + 1024).max(MAX_HEADER_BYTES)
+                    + REQUEST_LINE_BYTES.max(p.max_uri_length + 1024),
             )
             .unwrap_or(u32::MAX),
         }
@@ -88,11 +92,12 @@ mod tests {
 
     #[test]
     fn hypers_limits_stay_above_the_configured_ones() {
+        let head = MAX_HEADER_BYTES + REQUEST_LINE_BYTES;
         let off = HttpSettings::new(true, Duration::from_secs(10), None);
-        assert_eq!((off.max_buf_size, off.max_headers), (MAX_HEADER_BYTES, 100));
+        assert_eq!((off.max_buf_size, off.max_headers), (head, 100));
         let defaults = policy(|_| {});
         let s = HttpSettings::new(true, Duration::from_secs(10), Some(&defaults));
-        assert_eq!((s.max_buf_size, s.max_headers), (MAX_HEADER_BYTES, 100));
+        assert_eq!((s.max_buf_size, s.max_headers), (head, 200));
         let big = policy(|c| {
             c.limits.max_headers = 500;
             c.limits.max_header_bytes = ByteSize(256 * 1024);

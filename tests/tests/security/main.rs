@@ -1,14 +1,17 @@
 //! End-to-end tests of edge security (issue 7): client IP through trusted proxies and the PROXY
 //! protocol, IP allow/deny lists, per-IP connection limits, request limits with their status
 //! codes over HTTP/1.1 and HTTP/2, slow clients, the WAF's detection and false-positive rates on
-//! payload corpora, and bot rules.
+//! payload corpora, bot rules, and the protocol input the edge must not trust (Host, upgrades,
+//! underscores, escaped paths, bodies without a length, malformed HTTP/2 frames).
 #![allow(clippy::unwrap_used)]
 
 mod bots;
 mod client_ip;
 mod connections;
+mod h2_frames;
 mod ip_rules;
 mod limits;
+mod protocol;
 mod slow_clients;
 mod waf;
 
