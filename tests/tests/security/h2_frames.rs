@@ -1,5 +1,5 @@
-//! HTTP/2 connection errors a client provokes with malformed frames, sent and read as raw
-//! frames: the connection ends with a GOAWAY. RFC 9113 §6.5 and RFC 7541 §4.2/§2.3.3 ask for
+//! Raw HTTP/2 frames, for what the HTTP/2 client cannot send: `OPTIONS *`, and connection
+//! errors a client provokes with malformed frames: the connection ends with a GOAWAY. RFC 9113 §6.5 and RFC 7541 §4.2/§2.3.3 ask for
 //! FRAME_SIZE_ERROR and COMPRESSION_ERROR; the h2 crate (which parses these frames before
 //! meshgate sees anything) answers PROTOCOL_ERROR for all three (docs/security.md). Either is
 //! accepted here, so that an h2 release that follows the RFC passes too.
@@ -28,8 +28,8 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Send the preface and `frames`; the error code of the GOAWAY the server answers with.
-async fn goaway_code(addr: SocketAddr, frames: &[Vec<u8>]) -> u32 {
+/// Send the preface and `frames`, then read frames until one of `kind`: its payload.
+async fn first_frame_of(addr: SocketAddr, frames: &[Vec<u8>], kind: u8) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut out = PREFACE.to_vec();
     for f in frames {
@@ -44,16 +44,22 @@ async fn goaway_code(addr: SocketAddr, frames: &[Vec<u8>]) -> u32 {
             let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
             let mut payload = vec![0u8; len];
             stream.read_exact(&mut payload).await.ok()?;
-            if head[3] == GOAWAY && payload.len() >= 8 {
-                return Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+            if head[3] == kind {
+                return Some(payload);
             }
         }
         None
     };
     tokio::time::timeout(support::harness::PATIENCE, read)
         .await
-        .expect("no GOAWAY in time")
-        .expect("the connection closed without a GOAWAY")
+        .expect("no such frame in time")
+        .expect("the connection closed without such a frame")
+}
+
+/// Send the preface and `frames`; the error code of the GOAWAY the server answers with.
+async fn goaway_code(addr: SocketAddr, frames: &[Vec<u8>]) -> u32 {
+    let payload = first_frame_of(addr, frames, GOAWAY).await;
+    u32::from_be_bytes(payload[4..8].try_into().unwrap())
 }
 
 /// `:method GET`, `:scheme http`, `:path /` from the HPACK static table (RFC 7541 Appendix A).
@@ -112,4 +118,30 @@ async fn malformed_frames_end_the_connection_with_a_goaway() {
     // The listener still serves well-formed HTTP/2.
     let c = node.client(support::Proto::Http2, "main");
     assert_eq!(c.get("/").await.status, 200);
+}
+
+#[tokio::test]
+async fn options_star_over_http2_is_answered() {
+    let node = start(&yaml(
+        "",
+        "",
+        "  - { match: { paths: [\"/*\"] }, respond: { status: 204 } }\n",
+        None,
+    ))
+    .await;
+    // `:method OPTIONS`, `:scheme http`, `:path *`, `:authority x`, literals with indexed names.
+    let mut block = vec![0x02, 7];
+    block.extend_from_slice(b"OPTIONS");
+    block.extend_from_slice(&[0x86, 0x04, 1, b'*', 0x01, 1, b'x']);
+    let response = first_frame_of(
+        node.addr("main"),
+        &[
+            frame(SETTINGS, 0, 0, &[]),
+            frame(HEADERS, END_STREAM_HEADERS, 1, &block),
+        ],
+        HEADERS,
+    )
+    .await;
+    // `:status 200` is HPACK static entry 8 (a route's 204 would be entry 9).
+    assert_eq!(response.first(), Some(&0x88), "{response:02x?}");
 }

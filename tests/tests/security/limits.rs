@@ -59,10 +59,11 @@ async fn hyper_backstops_keep_the_status_codes_far_beyond_the_limits() {
     ))
     .await;
     let addr = node.addr("main");
-    // 200 KiB of headers: beyond hyper's own buffer, which answers 431 itself.
+    // 400 KiB of headers: beyond hyper's own buffer (the header allowance plus 128 KiB for the
+    // request line), which answers 431 itself.
     let huge = format!(
-        "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
-        "a".repeat(200 * 1024)
+        "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: {}\r\n\r\n",
+        "a".repeat(400 * 1024)
     );
     let (status, _) = raw_exchange(addr, huge.as_bytes()).await.unwrap();
     assert_eq!(status, 431);

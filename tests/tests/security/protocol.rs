@@ -377,10 +377,12 @@ async fn get_bodies_without_a_length_are_forwarded_not_dropped() {
             [&b"streamed "[..], b"get body"]
                 .map(|d| Ok::<_, support::client::BoxError>(Frame::data(Bytes::from_static(d)))),
         );
-        let req = c
-            .request(Method::GET, "/echo")
-            .body(BodyExt::boxed(StreamBody::new(frames)))
-            .unwrap();
+        let mut req = c.request(Method::GET, "/echo");
+        if proto == support::Proto::Http1 {
+            // hyper's client, like the gateway's, sends a GET body only when told it is chunked.
+            req = req.header("transfer-encoding", "chunked");
+        }
+        let req = req.body(BodyExt::boxed(StreamBody::new(frames))).unwrap();
         let r = c.send(req).await.unwrap();
         assert_eq!(r.status, 200, "{proto:?}");
         assert_eq!(r.json()["body"], "streamed get body", "{proto:?}");
@@ -410,13 +412,7 @@ async fn options_star_is_answered_with_allow() {
             .contains("allow: get, head, post, put, delete, patch, options"),
         "{text}"
     );
-    let req = Request::builder()
-        .method(Method::OPTIONS)
-        .uri(format!("http://{addr}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let (status, _) = h2_send(addr, req).await;
-    assert_eq!(status, 200, "HTTP/2 OPTIONS *");
+    // HTTP/2 (`:path *`) is in h2_frames.rs: the http crate builds no such URI.
 }
 
 #[tokio::test]
@@ -429,6 +425,10 @@ async fn long_targets_get_414_not_431() {
         let req = format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
         let (status, _) = raw_exchange(addr, req.as_bytes()).await.unwrap();
         assert_eq!(status, 414, "HTTP/1.1, {kib} KiB");
+    }
+    // The http crate builds no URI of 64 KiB or more; up to that, HTTP/2 answers the same.
+    for kib in [9, 60] {
+        let target = format!("/echo?q={}", "a".repeat(kib * 1024));
         let (status, _) = h2_send(addr, h2_get(&format!("http://{addr}{target}"), &[])).await;
         assert_eq!(status, 414, "HTTP/2, {kib} KiB");
     }
