@@ -1,12 +1,13 @@
 //! The `ConfigWatcher` actor: follows the config file (file events, SIGHUP, explicit requests)
 //! and runs validate → compile → apply. An invalid file is rejected with every problem logged;
-//! the serving config stays.
+//! the serving config stays. After a file event it waits for the file to stop changing: a
+//! file rewritten in place is otherwise read half-written.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshgate_config::{LoadError, compile, load_file};
+use meshgate_config::{LoadError, compile, load_text};
 use notify::Watcher;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -16,6 +17,11 @@ use crate::supervisor::SupervisorMsg;
 
 /// Editors write a file in several steps; wait for the burst of events to settle.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// After the burst, the file must read the same (length, modification time and bytes) at both
+/// ends of this window before it is applied; while it keeps changing, the watcher keeps
+/// waiting. A writer that pauses longer than this mid-file is caught by validation instead
+/// (an empty file, a file without listeners, a reload that removes every listener).
+pub const STABLE_WINDOW: Duration = Duration::from_millis(250);
 /// How long applying a config may take (binding sockets, resolving new upstream targets).
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -39,8 +45,10 @@ pub enum ReloadTrigger {
 }
 
 pub enum ConfigWatcherMsg {
-    /// A file event arrived; reload once the burst settles.
+    /// A file event arrived; reload once the burst settles and the file is stable.
     FileEvent,
+    /// Read the file again and apply it if it is what the previous read saw.
+    CheckStable,
     /// Reload now; reply with the new generation or every problem found.
     Reload(ReloadTrigger, Option<RpcReplyPort<Result<u64, String>>>),
 }
@@ -48,6 +56,8 @@ pub enum ConfigWatcherMsg {
 pub struct ConfigWatcherState {
     args: ConfigWatcherArgs,
     reload_pending: bool,
+    /// What the file looked like at the previous stability check.
+    last_probe: Option<FileProbe>,
     last_text: Option<String>,
     _watcher: Option<notify::RecommendedWatcher>,
     _sighup: DropGuard,
@@ -73,6 +83,7 @@ impl Actor for ConfigWatcher {
         Ok(ConfigWatcherState {
             args,
             reload_pending: false,
+            last_probe: None,
             last_text,
             _watcher: watcher,
             _sighup: sighup.drop_guard(),
@@ -89,16 +100,24 @@ impl Actor for ConfigWatcher {
             ConfigWatcherMsg::FileEvent => {
                 if !state.reload_pending {
                     state.reload_pending = true;
-                    myself.send_after(DEBOUNCE, || {
-                        ConfigWatcherMsg::Reload(ReloadTrigger::FileChanged, None)
-                    });
+                    state.last_probe = None;
+                    myself.send_after(DEBOUNCE, || ConfigWatcherMsg::CheckStable);
+                }
+            }
+            ConfigWatcherMsg::CheckStable => {
+                let probe = FileProbe::read(&state.args.path);
+                if state.last_probe.as_ref() == Some(&probe) {
+                    state.reload_pending = false;
+                    state.last_probe = None;
+                    let _ = state.reload(ReloadTrigger::FileChanged, probe.text).await;
+                } else {
+                    state.last_probe = Some(probe);
+                    myself.send_after(STABLE_WINDOW, || ConfigWatcherMsg::CheckStable);
                 }
             }
             ConfigWatcherMsg::Reload(trigger, reply) => {
-                if trigger == ReloadTrigger::FileChanged {
-                    state.reload_pending = false;
-                }
-                let result = state.reload(trigger).await;
+                let text = FileProbe::read(&state.args.path).text;
+                let result = state.reload(trigger, text).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
@@ -109,18 +128,27 @@ impl Actor for ConfigWatcher {
 }
 
 impl ConfigWatcherState {
-    async fn reload(&mut self, trigger: ReloadTrigger) -> Result<u64, String> {
+    /// Apply `text`, what the file held when it was read (`Err`: why it could not be read).
+    async fn reload(
+        &mut self,
+        trigger: ReloadTrigger,
+        text: Result<String, String>,
+    ) -> Result<u64, String> {
         let path = &self.args.path;
-        let text = std::fs::read_to_string(path).ok();
-        if trigger == ReloadTrigger::FileChanged && text.is_some() && text == self.last_text {
+        let unchanged =
+            matches!((&text, &self.last_text), (Ok(now), Some(before)) if now == before);
+        if trigger == ReloadTrigger::FileChanged && unchanged {
             // Touched or rewritten with the same bytes: nothing to do.
             return Ok(self.args.view.generation());
         }
-        let result = self.load_and_apply().await;
+        let result = match &text {
+            Ok(text) => self.load_and_apply(text).await,
+            Err(reason) => Err(reason.clone()),
+        };
         let view = &self.args.view;
         match &result {
             Ok(generation) => {
-                self.last_text = text;
+                self.last_text = text.ok();
                 tracing::info!(?trigger, generation, path = %path.display(), "config reloaded");
                 view.record_reload(*generation, Ok(()));
             }
@@ -132,8 +160,8 @@ impl ConfigWatcherState {
         result
     }
 
-    async fn load_and_apply(&self) -> Result<u64, String> {
-        let config = load_file(&self.args.path).map_err(|e| match e {
+    async fn load_and_apply(&self, text: &str) -> Result<u64, String> {
+        let config = load_text(text, &self.args.path).map_err(|e| match e {
             LoadError::Invalid(problems) => problems
                 .iter()
                 .map(|p| p.to_string())
@@ -161,6 +189,28 @@ impl ConfigWatcherState {
             ractor::rpc::CallResult::Success(result) => result,
             ractor::rpc::CallResult::Timeout => Err("applying the config timed out".into()),
             ractor::rpc::CallResult::SenderError => Err("supervisor dropped the reload".into()),
+        }
+    }
+}
+
+/// One read of the config file: its length and modification time as well as its bytes, so
+/// that a rewrite with the same length in the same second still differs by content.
+#[derive(Debug, PartialEq, Eq)]
+struct FileProbe {
+    len: Option<u64>,
+    modified: Option<std::time::SystemTime>,
+    text: Result<String, String>,
+}
+
+impl FileProbe {
+    fn read(path: &std::path::Path) -> Self {
+        let metadata = std::fs::metadata(path).ok();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()));
+        Self {
+            len: metadata.as_ref().map(|m| m.len()),
+            modified: metadata.and_then(|m| m.modified().ok()),
+            text,
         }
     }
 }

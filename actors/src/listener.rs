@@ -97,8 +97,10 @@ impl ListenerRuntime {
 
     /// Ask every connection to finish its current request and close, then wait up to
     /// `deadline` for them; past it, close the rest. Returns how many were cut off.
+    /// The listening socket closes first: new connection attempts are refused at once instead
+    /// of waiting, unserved, in the kernel's accept queue until the process exits.
     pub async fn drain(&self, deadline: Duration) -> usize {
-        self.graceful.cancel();
+        self.stop_accepting();
         self.connections.close();
         if tokio::time::timeout(deadline, self.connections.wait())
             .await
@@ -110,6 +112,19 @@ impl ListenerRuntime {
         self.force.cancel();
         self.connections.wait().await;
         remaining
+    }
+
+    /// Stop accepting and close the listening socket; open connections are told to finish
+    /// their current request and close (`Connection: close` on HTTP/1.1, GOAWAY on HTTP/2).
+    pub fn stop_accepting(&self) {
+        // The accept loop sees this first and stops without touching the closed socket.
+        self.graceful.cancel();
+        // shutdown(2) on a listening socket takes it out of LISTEN at once on Linux, for every
+        // descriptor of it (the accept loop holds a duplicate): further SYNs are answered with
+        // RST, and connections still queued are reset rather than left to time out.
+        if let Err(e) = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Read) {
+            tracing::debug!(listener = %self.name, error = %e, "closing the listening socket");
+        }
     }
 
     fn spawn_accept_loop(self: &Arc<Self>) -> std::io::Result<CancellationToken> {
@@ -131,6 +146,7 @@ impl ListenerRuntime {
                         runtime.dispatch(stream, peer);
                     }
                     Err(e) if is_per_connection_error(&e) => continue,
+                    Err(_) if runtime.graceful.is_cancelled() => break,
                     Err(e) => {
                         // Out of file descriptors or memory: back off instead of spinning.
                         tracing::error!(listener = %runtime.name, error = %e, "accept failed; pausing");

@@ -51,6 +51,9 @@ pub struct MeshIdentity {
     pub cert: Arc<SwappableCert>,
     pub bundle: TrustBundle,
     renewals: AtomicU64,
+    /// When the current certificate arrived (Unix milliseconds): renewal is measured from
+    /// there, not from its back-dated `notBefore`.
+    received_at_ms: AtomicU64,
     last_error: ArcSwapOption<String>,
 }
 
@@ -61,8 +64,14 @@ impl MeshIdentity {
             cert: Arc::new(SwappableCert::new(leaf)),
             bundle,
             renewals: AtomicU64::new(0),
+            received_at_ms: AtomicU64::new(unix_millis(SystemTime::now())),
             last_error: ArcSwapOption::empty(),
         })
+    }
+
+    /// When the current certificate arrived.
+    pub fn received_at(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.received_at_ms.load(Ordering::Relaxed))
     }
 
     pub fn not_after(&self) -> SystemTime {
@@ -86,6 +95,8 @@ impl MeshIdentity {
     }
 
     fn renewed(&self, leaf: CertifiedLeaf) {
+        self.received_at_ms
+            .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
         self.cert.store(leaf);
         self.renewals.fetch_add(1, Ordering::Relaxed);
         self.last_error.store(None);
@@ -105,6 +116,11 @@ impl MeshIdentity {
     pub fn inbound_server_config(&self) -> Result<rustls::ServerConfig, meshgate_pki::PkiError> {
         meshgate_pki::server_config(self.cert.clone(), &self.bundle, &TlsOptions::default())
     }
+}
+
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// This node's SPIFFE id from the spec.

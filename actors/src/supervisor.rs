@@ -381,6 +381,7 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         config: Arc<CompiledConfig>,
     ) -> Result<u64, String> {
+        refuse_removing_every_listener(&self.listeners, &config)?;
         // 0. The mesh identity first: inbound listeners cannot serve without a certificate.
         let mesh = self.reconcile_mesh(myself, &config).await?;
         // 1. Read TLS files and bind every new or moved listener first: a failure of either
@@ -643,7 +644,12 @@ impl SupervisorState {
     async fn shutdown(&mut self, deadline: Duration) -> usize {
         self.shutting_down = true;
         self.view.set_draining();
-        // Leave the registry first so that peers stop sending new traffic, then drain.
+        // Refuse new connections at once (callers retry elsewhere on a refused connect; an
+        // accepted connection that is never served only fails at exit), then leave the
+        // registry, then let in-flight requests finish.
+        for (_, runtime) in self.listeners.values() {
+            runtime.stop_accepting();
+        }
         if let Some(cell) = self.cells.remove(&ChildKey::Registrar) {
             self.children.remove(&cell.get_id());
             let _ = cell
@@ -668,4 +674,27 @@ impl SupervisorState {
         }
         cut
     }
+}
+
+/// A reload that keeps none of the serving listeners (by name) is refused unless the new
+/// config sets `server.allow_removing_all_listeners`: a file caught half-written, or a wrong
+/// file, would otherwise close every socket of the node.
+fn refuse_removing_every_listener(
+    serving: &HashMap<Arc<str>, (String, Arc<ListenerRuntime>)>,
+    config: &CompiledConfig,
+) -> Result<(), String> {
+    let kept = config
+        .listeners
+        .iter()
+        .any(|l| serving.contains_key(&l.name));
+    if serving.is_empty() || kept || config.source.server.allow_removing_all_listeners {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = serving.keys().map(|n| &**n).collect();
+    names.sort_unstable();
+    Err(format!(
+        "listeners: this reload would remove every listener ({}); the node keeps serving. \
+         Set server.allow_removing_all_listeners: true to do it on purpose",
+        names.join(", ")
+    ))
 }

@@ -33,7 +33,8 @@ pub use compile::{
     RouteAction, TargetSpec, UpstreamSpec, compile,
 };
 pub use error::{ConfigError, ConfigErrors, LoadError};
-pub use load::{Format, load_file, parse_str};
+pub use load::{Format, load_file, load_text, parse_str};
 pub use model::Config;
 pub use route_table::{RequestView, RouteMatch, RouteTable};
 pub use telemetry::TelemetrySpec;
+pub use validate::{validate_runnable, warnings};

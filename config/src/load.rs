@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::error::{ConfigError, ConfigErrors, FieldPath, LoadError};
 use crate::model::Config;
-use crate::validate::validate;
+use crate::validate::{validate, validate_runnable};
+
+mod tags;
 
 /// The syntax of a config text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +56,22 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 /// Read, parse and validate a config file, using the process environment for `${VAR}`.
+/// A file is what a node runs, so beyond [`validate`] it must serve something (see
+/// [`validate_runnable`]).
 pub fn load_file(path: &Path) -> Result<Config, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse_named(&text, Format::from_path(path), &path.display().to_string())
+    load_text(&text, path)
+}
+
+/// [`load_file`] on text already read from `path` (the config watcher reads the file itself
+/// to check that it stopped changing).
+pub fn load_text(text: &str, path: &Path) -> Result<Config, LoadError> {
+    let config = parse_named(text, Format::from_path(path), &path.display().to_string())?;
+    validate_runnable(&config).map_err(LoadError::Invalid)?;
+    Ok(config)
 }
 
 /// Parse and validate a config text, using the process environment for `${VAR}`.
@@ -95,14 +107,21 @@ fn parse_value(text: &str, format: Format, name: &str) -> Result<Value, LoadErro
         format: format.name(),
         message,
     };
+    // A file caught between truncation and rewrite is empty: never a config, never "no change".
+    if text.trim().is_empty() {
+        return Err(syntax(
+            "the file is empty (a config needs at least a listener)".into(),
+        ));
+    }
     match format {
         Format::Json => serde_json::from_str(text).map_err(|e| syntax(e.to_string())),
         Format::Yaml => {
-            if text.trim().is_empty() {
-                return Ok(Value::Object(Default::default()));
-            }
             let yaml: serde_yaml_ng::Value =
                 serde_yaml_ng::from_str(text).map_err(|e| syntax(e.to_string()))?;
+            let tags = tags::unsupported_tags(text);
+            if !tags.is_empty() {
+                return Err(LoadError::Invalid(ConfigErrors(tags)));
+            }
             serde_json::to_value(yaml).map_err(|e| syntax(format!("unsupported YAML: {e}")))
         }
     }

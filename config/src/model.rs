@@ -98,6 +98,10 @@ pub struct ServerConfig {
     pub header_read_timeout: HumanDuration,
     /// Watch the config file and reload on change (SIGHUP always reloads).
     pub watch_config: bool,
+    /// Let a reload retire every listener the node serves on (none of their names is left).
+    /// Off by default: a config that drops them all is far more often a file caught
+    /// half-written than a wish.
+    pub allow_removing_all_listeners: bool,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +111,7 @@ impl Default for ServerConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             watch_config: true,
+            allow_removing_all_listeners: false,
         }
     }
 }

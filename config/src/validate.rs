@@ -11,8 +11,12 @@ use crate::model::{
 };
 use crate::path_template::{PathPattern, RewriteTemplate};
 
+mod addresses;
 mod discovery;
 mod mesh;
+mod warnings;
+
+pub use warnings::warnings;
 
 /// Check everything that serde's types cannot express. `Ok(())` means `compile` will succeed
 /// except for route-table conflicts, which `compile` reports the same way.
@@ -34,6 +38,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
             v.tls(tls, &path.field("tls"));
         }
     }
+    v.shared_addresses(config, &root);
     let upstreams = v.unique_names(
         config.upstreams.iter().map(|u| u.name.as_str()),
         &root.field("upstreams"),
@@ -78,6 +83,23 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
         .extend(crate::rate_limit::validate_rate_limits(config));
     v.errors.extend(crate::security::validate_security(config));
     v.finish()
+}
+
+/// What a node needs beyond [`validate`] to be worth running: something to serve. A config
+/// file (not a fragment) with no listener is refused unless the node only registers a
+/// service or only runs the mesh CA: a file caught half-written often parses with its
+/// `listeners:` still missing, and serving it would close every socket.
+pub fn validate_runnable(config: &Config) -> Result<(), ConfigErrors> {
+    let serves_something = !config.listeners.is_empty()
+        || config.registration.is_some()
+        || config.mesh.as_ref().is_some_and(|m| m.ca_server.is_some());
+    if serves_something {
+        Ok(())
+    } else {
+        Err(ConfigErrors(vec![FieldPath::root().field("listeners").error(
+            "at least one listener is required (only a node that just registers a service or runs the mesh CA may have none)",
+        )]))
+    }
 }
 
 #[derive(Default)]
@@ -522,3 +544,6 @@ pub(crate) fn split_host_port(address: &str) -> Result<(String, u16), String> {
     }
     Ok((host.to_string(), port))
 }
+
+#[cfg(test)]
+mod tests;

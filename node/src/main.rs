@@ -140,6 +140,9 @@ fn clap_error(e: clap::Error) -> ExitCode {
 fn validate(file: &Path) -> ExitCode {
     match load_and_compile(Some(file)) {
         Ok(compiled) => {
+            for warning in resolve_warnings(&compiled.source) {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
             println!(
                 "{}: valid ({} listeners, {} routes, {} upstreams)",
                 file.display(),
@@ -172,6 +175,17 @@ fn load_and_compile(file: Option<&Path>) -> Result<CompiledConfig, String> {
     meshgate_actors::tls::load_all(&compiled)
         .map_err(|problems| render_problems(&name, problems.iter()))?;
     Ok(compiled)
+}
+
+/// Static targets whose host name does not resolve now. The lookups block: call this off the
+/// async workers. A warning, not an error: the node keeps resolving them every 30 s.
+fn resolve_warnings(config: &meshgate_config::Config) -> Vec<meshgate_config::ConfigError> {
+    use std::net::ToSocketAddrs;
+    meshgate_config::warnings(config, &|host, port| {
+        (host, port)
+            .to_socket_addrs()
+            .is_ok_and(|mut addrs| addrs.next().is_some())
+    })
 }
 
 fn render_problems<'a>(
@@ -237,7 +251,15 @@ async fn serve(compiled: CompiledConfig, config_path: Option<PathBuf>) -> ExitCo
         eprintln!("meshgate: cannot install signal handlers");
         return ExitCode::from(EXIT_FAILURE);
     };
-    let drain = compiled.server.drain_timeout;
+    // Checked beside the start, not before it: a slow resolver must not delay serving.
+    let source = compiled.source.clone();
+    tokio::spawn(async move {
+        if let Ok(warnings) = tokio::task::spawn_blocking(move || resolve_warnings(&source)).await {
+            for warning in warnings {
+                tracing::warn!(field = %warning.path, "{}", warning.message);
+            }
+        }
+    });
     let path = config_path
         .as_ref()
         .and_then(|p| std::path::absolute(p).ok());
@@ -271,6 +293,8 @@ async fn serve(compiled: CompiledConfig, config_path: Option<PathBuf>) -> ExitCo
             _ = usr1.recv() => node.telemetry().reopen_access_log(),
         }
     };
+    // The serving generation's drain_timeout: a reload may have changed it.
+    let drain = node.view().load().config.server.drain_timeout;
     tracing::info!(signal = signal_name, deadline = ?drain, "draining");
     let shutdown = node.shutdown(drain);
     tokio::pin!(shutdown);

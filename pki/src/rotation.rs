@@ -29,24 +29,41 @@ impl Default for RenewalPolicy {
     }
 }
 
-/// When to renew a certificate valid over `[not_before, not_after]`:
-/// `not_before + lifetime * (fraction - jitter * u)` with `u` uniform in `[0, 1)`.
+/// When to renew a certificate issued at `issued_at` and valid until `not_after`:
+/// `issued_at + (not_after - issued_at) * (fraction - jitter * u)` with `u` uniform in `[0, 1)`.
+///
+/// Measured from the moment of issue, not from `notBefore`: `notBefore` is back-dated for
+/// clock skew ([`crate::DEFAULT_BACKDATE`]), and counting that minute as lifetime would renew
+/// a one-minute certificate after 12–24 s instead of 36–42 s, and put the renewal point of a
+/// low `fraction` in the past. See [`issue_moment`].
 ///
 /// Out-of-range or non-finite policy values are clamped into `[0, 1]`; an empty or inverted
-/// validity renews at `not_before`.
+/// validity renews at `issued_at`.
 pub fn renewal_at<R: Rng + ?Sized>(
-    not_before: SystemTime,
+    issued_at: SystemTime,
     not_after: SystemTime,
     policy: &RenewalPolicy,
     rng: &mut R,
 ) -> SystemTime {
     let lifetime = not_after
-        .duration_since(not_before)
+        .duration_since(issued_at)
         .unwrap_or(Duration::ZERO);
     let fraction = unit(policy.fraction);
     let jitter = unit(policy.jitter).min(fraction);
     let share = unit(fraction - jitter * rng.random::<f64>());
-    not_before + lifetime.mul_f64(share)
+    issued_at + lifetime.mul_f64(share)
+}
+
+/// The moment a certificate was issued, as far as its holder can tell: when it received it,
+/// kept within the certificate's validity. A certificate does not record its issuing instant,
+/// and its `notBefore` is back-dated by the issuer's skew allowance (a minute here and in
+/// Consul's CA), so the receipt is the better measure.
+pub fn issue_moment(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    received_at: SystemTime,
+) -> SystemTime {
+    received_at.min(not_after).max(not_before)
 }
 
 /// Clamp into `[0, 1]`, mapping NaN to 0 (`Duration::mul_f64` panics on NaN or negatives).
@@ -126,6 +143,46 @@ mod tests {
         assert!(
             lowest < 0.61 && highest > 0.69,
             "jitter spreads: {lowest}..{highest}"
+        );
+    }
+
+    #[test]
+    fn a_one_minute_certificate_renews_36_to_42_seconds_after_issue() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        // What the CA writes: notBefore back-dated by a minute, notAfter a minute ahead.
+        let (not_before, not_after) = (
+            issued - crate::DEFAULT_BACKDATE,
+            issued + Duration::from_secs(60),
+        );
+        let received = issued + Duration::from_millis(30);
+        let from = issue_moment(not_before, not_after, received);
+        assert_eq!(from, received);
+        for _ in 0..1000 {
+            let at = renewal_at(from, not_after, &RenewalPolicy::default(), &mut rng);
+            let after = at.duration_since(issued).unwrap().as_secs_f64();
+            assert!((36.0..=42.1).contains(&after), "{after}");
+        }
+        // A low fraction still lands after the issue, never in the past.
+        let low = RenewalPolicy {
+            fraction: 0.2,
+            jitter: DEFAULT_RENEWAL_JITTER,
+        };
+        for _ in 0..1000 {
+            assert!(renewal_at(from, not_after, &low, &mut rng) >= from);
+        }
+    }
+
+    #[test]
+    fn the_issue_moment_stays_within_the_validity() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let (nb, na) = (t, t + DAY);
+        assert_eq!(issue_moment(nb, na, t - DAY), nb);
+        assert_eq!(issue_moment(nb, na, t + 2 * DAY), na);
+        assert_eq!(
+            issue_moment(na, nb, t),
+            na,
+            "an inverted validity does not panic"
         );
     }
 

@@ -1,6 +1,8 @@
 //! The `CertRotator` actor: renews the node's mesh certificate at 70% of its lifetime (with
-//! jitter, Linkerd/Consul practice), retries with backoff when renewal fails, and keeps the
-//! current certificate until it expires. The swap goes through [`SwappableCert`]: new
+//! jitter, Linkerd/Consul practice) counted from when it was issued, retries with backoff when
+//! renewal fails, and keeps the current certificate until it expires. A renewal is never due
+//! sooner than [`MIN_RENEWAL_DELAY`]; a certificate whose renewal point has already passed is
+//! renewed after the floor, then with growing backoff, never in a loop. The swap goes through [`SwappableCert`]: new
 //! handshakes use the new certificate, open connections are untouched. A source that answers
 //! the current certificate again (Consul's agent, until its own renewal point) is asked again
 //! later, without counting as a failure.
@@ -9,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use meshgate_config::compile::MeshSpec;
-use meshgate_pki::{CertifiedLeaf, RenewalPolicy, RetryBackoff, TrustBundle, renewal_at};
+use meshgate_config::model::mesh::RENEWAL_JITTER;
+use meshgate_pki::{
+    CertifiedLeaf, RenewalPolicy, RetryBackoff, TrustBundle, issue_moment, renewal_at,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{MeshIdentity, obtain};
@@ -21,6 +26,9 @@ const RETRY_CAP: Duration = Duration::from_secs(60);
 /// time it has left, within these bounds. Consul's agent renews between 60% and 90% of the
 /// lifetime (agent/leafcert), so the new one is picked up with most of the rest still left.
 const UNCHANGED_RETRY_MIN: Duration = Duration::from_secs(1);
+/// The shortest wait before a scheduled renewal. `validate` keeps configured schedules above
+/// it; this guards against certificates the source makes shorter than configured.
+pub const MIN_RENEWAL_DELAY: Duration = Duration::from_secs(5);
 const UNCHANGED_RETRY_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Default)]
@@ -46,6 +54,8 @@ pub struct CertRotatorState {
     timer:
         Option<ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<CertRotatorMsg>>>>,
     backoff: RetryBackoff,
+    /// Grows while renewals keep arriving with their renewal point already past.
+    overdue: RetryBackoff,
     /// The trust bundle the source last reported, when it differs from the one in use.
     reported_bundle: Option<TrustBundle>,
 }
@@ -65,6 +75,7 @@ impl Actor for CertRotator {
             spec: args.spec,
             timer: None,
             backoff: RetryBackoff::new(RETRY_BASE, RETRY_CAP),
+            overdue: RetryBackoff::new(MIN_RENEWAL_DELAY, RETRY_CAP),
             reported_bundle: None,
         };
         state.schedule_renewal(&myself);
@@ -184,17 +195,34 @@ impl CertRotatorState {
         let current = self.identity.cert.current();
         let policy = RenewalPolicy {
             fraction: self.spec.config.renew_fraction,
-            ..RenewalPolicy::default()
+            jitter: RENEWAL_JITTER,
         };
-        let at = renewal_at(
+        let not_after = current.not_after();
+        let issued = issue_moment(
             current.info().not_before,
-            current.not_after(),
-            &policy,
-            &mut rand::rng(),
+            not_after,
+            self.identity.received_at(),
         );
-        let delay = at
+        let at = renewal_at(issued, not_after, &policy, &mut rand::rng());
+        let due = at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
+        let delay = if due >= MIN_RENEWAL_DELAY {
+            self.overdue.reset();
+            due
+        } else {
+            let delay = self
+                .overdue
+                .next_delay(&mut rand::rng())
+                .max(MIN_RENEWAL_DELAY);
+            tracing::warn!(
+                identity = %self.identity.spiffe_id,
+                renew_in = ?delay,
+                seconds_to_expiry = self.identity.seconds_to_expiry(),
+                "the mesh certificate is already due for renewal; renewing after a pause"
+            );
+            delay
+        };
         self.schedule(myself, delay);
     }
 

@@ -19,10 +19,57 @@ fn problems(text: &str) -> Vec<String> {
 }
 
 #[test]
-fn empty_text_is_a_valid_idle_config() {
-    let config = parse_with_env("", Format::Yaml, "t", &env(&[])).unwrap();
-    assert!(config.listeners.is_empty());
-    assert_eq!(config.admin.address, "127.0.0.1:8001");
+fn empty_text_is_an_error_in_every_format() {
+    for (text, format) in [
+        ("", Format::Yaml),
+        ("  \n\n", Format::Yaml),
+        ("", Format::Json),
+    ] {
+        let err = parse_with_env(text, format, "f", &env(&[])).unwrap_err();
+        assert!(matches!(err, LoadError::Syntax { .. }), "{err}");
+        assert!(err.to_string().contains("the file is empty"), "{err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meshgate.yaml");
+    std::fs::write(&path, "").unwrap();
+    let err = load_file(&path).unwrap_err();
+    assert!(err.to_string().contains("the file is empty"), "{err}");
+}
+
+#[test]
+fn a_file_without_listeners_is_refused_unless_it_only_registers() {
+    let path = Path::new("meshgate.yaml");
+    // A file truncated before its listeners: valid YAML, valid sections, nothing to serve.
+    let half = "admin: { address: \"127.0.0.1:0\" }\nroutes: [{ match: { paths: ['/x'] }, respond: {} }]\n";
+    let err = load_text(half, path).unwrap_err();
+    let problems = err.problems().expect("a field problem");
+    assert!(problems.has_path("listeners"), "{problems}");
+    assert!(
+        problems.to_string().contains("at least one listener"),
+        "{problems}"
+    );
+    let registrar = "discovery: { consul: { address: 'http://127.0.0.1:8500' } }\nregistration: { backend: consul, service: web, address: 127.0.0.1, port: 80 }\n";
+    assert!(load_text(registrar, path).is_ok());
+    let full = format!("listeners: [{{ name: a, address: '127.0.0.1:0' }}]\n{half}");
+    assert!(load_text(&full, path).is_ok());
+}
+
+#[test]
+fn yaml_tags_other_than_the_core_schema_are_refused_at_their_path() {
+    let text = "listeners:\n  - { name: a, address: !!binary MTI3LjAuMC4xOjE= }\n  - name: !custom b\n    address: !!str '127.0.0.1:2'\nroutes: !!seq [{ match: { paths: ['/x'] }, respond: { status: !!int 204 } }]\n";
+    let p = problems(text);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("listeners[0].address: the YAML tag !!binary is not supported"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("listeners[1].name: the YAML tag !custom is not supported"),
+        "{p:?}"
+    );
+    // The core schema's tags mean what they say and stay allowed.
+    let core = "listeners: [{ name: !!str a, address: '127.0.0.1:1', http2: !!bool false }]\n";
+    assert_eq!(problems(core), Vec::<String>::new());
 }
 
 #[test]

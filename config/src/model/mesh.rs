@@ -11,6 +11,12 @@ use crate::model::discovery::DEFAULT_CONSUL_ADDRESS;
 pub const DEFAULT_LEAF_LIFETIME: HumanDuration = HumanDuration::from_secs(24 * 3600);
 /// Renew at 70% of the lifetime (Linkerd, Consul).
 pub const DEFAULT_RENEW_FRACTION: f64 = 0.7;
+/// Each renewal comes up to this share of the lifetime earlier, at random, so that a fleet
+/// issued together does not renew together.
+pub const RENEWAL_JITTER: f64 = 0.1;
+/// A schedule must leave at least this long between issue and renewal, and between the
+/// latest renewal point and expiry (time to retry a failed renewal).
+pub const MIN_RENEWAL_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

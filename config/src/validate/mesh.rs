@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use super::Validator;
 use crate::error::FieldPath;
-use crate::model::mesh::{IdentitySourceConfig, MeshConfig};
+use crate::model::mesh::{IdentitySourceConfig, MIN_RENEWAL_MARGIN, MeshConfig, RENEWAL_JITTER};
 use crate::model::{Config, MeshListenerRole};
 
 impl Validator {
@@ -93,6 +93,8 @@ impl Validator {
                 "{} is out of range 0.1..=0.95",
                 mesh.renew_fraction
             )));
+        } else if !matches!(mesh.identity, IdentitySourceConfig::Consul(_)) {
+            self.renewal_schedule(mesh, path);
         }
         for (i, rule) in mesh.authorization.rules.iter().enumerate() {
             if let Err(reason) = check_source_pattern(&rule.source) {
@@ -127,6 +129,39 @@ impl Validator {
                     }
                 }
             }
+        }
+    }
+
+    /// Renewal happens between `lifetime × (renew_fraction − jitter)` and
+    /// `lifetime × renew_fraction` after issue: both ends need room (Consul's CA sets its own
+    /// lifetime, so this only applies to the other sources).
+    fn renewal_schedule(&mut self, mesh: &MeshConfig, path: &FieldPath) {
+        let lifetime = mesh.lifetime.get();
+        if lifetime < std::time::Duration::from_secs(60) {
+            return;
+        }
+        let earliest = lifetime.mul_f64((mesh.renew_fraction - RENEWAL_JITTER).max(0.0));
+        let left = lifetime.mul_f64(1.0 - mesh.renew_fraction);
+        let problem = if earliest < MIN_RENEWAL_MARGIN {
+            Some(format!(
+                "with lifetime {} this renews as early as {:.1}s after issue (renew_fraction minus the {:.0}% jitter); renewals need at least {}s between them: raise renew_fraction or lifetime",
+                humantime::format_duration(lifetime),
+                earliest.as_secs_f64(),
+                RENEWAL_JITTER * 100.0,
+                MIN_RENEWAL_MARGIN.as_secs()
+            ))
+        } else if left < MIN_RENEWAL_MARGIN {
+            Some(format!(
+                "with lifetime {} this renews only {:.1}s before expiry; a failed renewal needs at least {}s to be retried: lower renew_fraction or raise lifetime",
+                humantime::format_duration(lifetime),
+                left.as_secs_f64(),
+                MIN_RENEWAL_MARGIN.as_secs()
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            self.push(path.field("renew_fraction").error(message));
         }
     }
 
@@ -283,6 +318,45 @@ mod tests {
             Err(LoadError::Invalid(errors)) => errors.iter().map(|e| e.to_string()).collect(),
             Err(other) => vec![format!("other: {other}")],
             Ok(_) => vec![],
+        }
+    }
+
+    fn local_mesh(lifetime: &str, fraction: &str) -> String {
+        format!(
+            "mode: sidecar\nmesh:\n  trust_domain: mesh.test\n  service: web\n  identity: {{ local_ca: {{ dir: /ca }} }}\n  lifetime: {lifetime}\n  renew_fraction: {fraction}\n"
+        )
+    }
+
+    #[test]
+    fn renewal_schedules_that_cannot_work_are_refused() {
+        // The issue's storm: a one-minute certificate renewed after 6–12 s.
+        let p = problems(&local_mesh("1m", "0.2"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "mesh.renew_fraction: with lifetime 1m this renews as early as 6.0s after issue"
+            ),
+            "{p:?}"
+        );
+        // Renewing 3 s before expiry leaves no time to retry.
+        let p = problems(&local_mesh("1m", "0.95"));
+        assert!(
+            p.len() == 1 && p[0].contains("only 3.0s before expiry"),
+            "{p:?}"
+        );
+        // A fraction at the jitter renews at the moment of issue, whatever the lifetime.
+        assert_eq!(problems(&local_mesh("24h", "0.1")).len(), 1);
+        for (lifetime, fraction) in [
+            ("1m", "0.7"),
+            ("1m", "0.3"),
+            ("24h", "0.11"),
+            ("24h", "0.95"),
+        ] {
+            assert_eq!(
+                problems(&local_mesh(lifetime, fraction)),
+                Vec::<String>::new(),
+                "{lifetime} {fraction}"
+            );
         }
     }
 

@@ -240,3 +240,322 @@ async fn sighup_reloads_the_binary_and_a_broken_file_is_reported() {
     assert!(line.contains("routes[0].respond.status"), "{line}");
     assert_eq!(c.get("/direct").await.text(), "after");
 }
+
+/// Clients on both listeners until `stop`; returns every failure.
+fn keep_requesting(
+    node: &TestNode,
+    stop: &Arc<AtomicBool>,
+    sent: &Arc<AtomicUsize>,
+) -> tokio::task::JoinSet<Vec<String>> {
+    let mut clients = tokio::task::JoinSet::new();
+    for (proto, listener) in [
+        (Proto::Http1, "main"),
+        (Proto::Http2, "main"),
+        (Proto::Http1, "second"),
+        (Proto::Http2, "second"),
+    ] {
+        let c = node.client(proto, listener);
+        let (stop, sent) = (stop.clone(), sent.clone());
+        clients.spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let r = c.get("/direct").await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if r.status != 200 {
+                    failures.push(format!("{listener} {proto:?}: {} {}", r.status, r.text()));
+                }
+            }
+            failures
+        });
+    }
+    clients
+}
+
+/// The next reload verdict after `attempt`.
+async fn next_reload(node: &TestNode, attempt: u64) -> meshgate_actors::ReloadEvent {
+    let mut reloads = node.handle().view().reloads();
+    tokio::time::timeout(support::harness::PATIENCE, async {
+        loop {
+            let event = reloads.borrow_and_update().clone();
+            if event.attempt > attempt {
+                return event;
+            }
+            reloads.changed().await.expect("node stopped");
+        }
+    })
+    .await
+    .expect("the config watcher did not react")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_rewritten_in_place_in_pieces_is_never_applied_half_written() {
+    use std::io::Write;
+    let a = Backend::start("a").await;
+    let node = TestNode::start(&config("v1", &a, true)).await;
+    let (main, second) = (node.addr("main"), node.addr("second"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let clients = keep_requesting(&node, &stop, &sent);
+    let start = node.handle().view().reloads().borrow().attempt;
+
+    // The same file, rewritten in place (truncate, then write) as `cp` or a careless editor
+    // does. The admin line keeps the harness's admin listener unchanged.
+    let next = format!(
+        "admin:\n  address: \"127.0.0.1:0\"\n{}",
+        config("v2", &a, true)
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(node.config_path())
+        .unwrap();
+    // 1. The writer stalls right after truncating: the empty file is stable, and refused.
+    let empty = next_reload(&node, start).await;
+    assert!(
+        empty
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("the file is empty"),
+        "{empty:?}"
+    );
+    // 2. It stalls again after the admin section: no listeners, refused.
+    let (head, rest) = next.split_at(next.find("listeners:").unwrap());
+    file.write_all(head.as_bytes()).unwrap();
+    let headless = next_reload(&node, empty.attempt).await;
+    assert!(
+        headless
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("listeners: at least one listener is required"),
+        "{headless:?}"
+    );
+    // 3. The rest arrives in small pieces, faster than the stability window: only the whole
+    //    file is applied, never a prefix of its listener list.
+    for piece in rest.as_bytes().chunks(16) {
+        file.write_all(piece).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(file);
+    let applied = next_reload(&node, headless.attempt).await;
+    assert_eq!(applied.result, Ok(()), "{applied:?}");
+    assert_eq!(applied.generation, 2, "one generation: the finished file");
+    assert_eq!(applied.attempt, start + 3, "no half-written file was tried");
+
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = clients.join_all().await.into_iter().flatten().collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        sent.load(Ordering::Relaxed) >= 40,
+        "the clients kept sending"
+    );
+    assert_eq!(node.addr("main"), main, "listeners stayed on their sockets");
+    assert_eq!(node.addr("second"), second);
+    assert_eq!(
+        node.client(Proto::Http1, "second")
+            .get("/direct")
+            .await
+            .text(),
+        "v2"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_that_removes_every_listener_is_refused_unless_allowed() {
+    let a = Backend::start("a").await;
+    let node = TestNode::start(&config("v1", &a, true)).await;
+    let other = "listeners:\n  - { name: other, address: \"127.0.0.1:0\" }\nroutes:\n  - { match: { paths: [\"/direct\"] }, respond: { body: \"other\" } }\n";
+    let event = node.rewrite_config(other).await;
+    let error = event.result.unwrap_err();
+    assert!(
+        error.contains("listeners: this reload would remove every listener (main, second)"),
+        "{error}"
+    );
+    assert_eq!(event.generation, 1);
+    assert_eq!(
+        node.client(Proto::Http2, "second")
+            .get("/direct")
+            .await
+            .text(),
+        "v1"
+    );
+
+    let allowed = format!("server: {{ allow_removing_all_listeners: true }}\n{other}");
+    assert_eq!(node.rewrite_config(&allowed).await.result, Ok(()));
+    assert!(node.handle().listener_addr("main").is_none());
+    assert_eq!(
+        node.client(Proto::Http1, "other")
+            .get("/direct")
+            .await
+            .text(),
+        "other"
+    );
+}
+
+/// Read a whole HTTP/1.1 exchange until the server closes; returns the raw response text.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(support::harness::PATIENCE, stream.read_to_end(&mut out))
+        .await
+        .expect("the server closed the connection")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An h2c request for `path` on stream 1 (prior knowledge, RFC 9113 §3.3), as raw frames:
+/// the preface, an empty SETTINGS, and HEADERS with END_STREAM | END_HEADERS whose HPACK block
+/// uses static-table names (RFC 7541 Appendix A) and literal values without indexing.
+fn h2c_get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    for (index, value) in [(4u8, path), (1u8, "localhost")] {
+        block.push(index); // literal without indexing, indexed name (:path, :authority)
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, stream 0
+    let len = block.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&[0x1, 0x5, 0, 0, 0, 1]); // HEADERS, END_STREAM|END_HEADERS, stream 1
+    out.extend_from_slice(&block);
+    out
+}
+
+/// Every frame (type, flags, stream, payload) the server sent until it closed, answering its
+/// SETTINGS and PINGs as a client must (RFC 9113 §6.5.3, §6.7): a graceful shutdown waits for
+/// the PING acknowledgement before its final GOAWAY.
+async fn h2_frames_to_close(stream: &mut tokio::net::TcpStream) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut frames = Vec::new();
+    let read_all = async {
+        loop {
+            let mut head = [0u8; 9];
+            if stream.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let (kind, flags) = (head[3], head[4]);
+            let reply = match (kind, flags & 0x1) {
+                (0x4, 0) => Some(vec![0, 0, 0, 0x4, 0x1, 0, 0, 0, 0]),
+                (0x6, 0) => {
+                    let mut ack = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
+                    ack.extend_from_slice(&payload);
+                    Some(ack)
+                }
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                let _ = stream.write_all(&reply).await;
+            }
+            frames.push((kind, flags, stream_id, payload));
+        }
+    };
+    tokio::time::timeout(support::harness::PATIENCE, read_all)
+        .await
+        .expect("the server closed the connection");
+    frames
+}
+
+#[tokio::test]
+async fn sigterm_refuses_new_connections_at_once_and_closes_keep_alive_ones_gracefully() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Backend::start("slow").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &process_config("x", &backend));
+    let mut node = NodeProcess::spawn(&path).await;
+    let addr = node.addr("main");
+
+    // Two keep-alive connections with a request in flight: HTTP/1.1 and HTTP/2.
+    let mut h1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    h1.write_all(b"GET /slow/1500 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut h2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    h2.write_all(&h2c_get("/slow/1500")).await.unwrap();
+    backend.wait_for_requests(2).await;
+    let h1 = tokio::spawn(async move { read_to_close(&mut h1).await });
+    let h2 = tokio::spawn(async move { h2_frames_to_close(&mut h2).await });
+
+    let signalled = tokio::time::Instant::now();
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    // New connections are refused promptly, while the in-flight requests still run: not
+    // accepted by the kernel and left unserved.
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Err(e) => return e,
+                Ok(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "new connections were still accepted a second after SIGTERM; log:\n{}",
+            node.log().join("\n")
+        )
+    });
+    // Refused; or reset, for an attempt caught in the handshake as the socket closed.
+    assert!(
+        matches!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+        ),
+        "{refused}"
+    );
+    assert!(
+        !h1.is_finished() && !h2.is_finished(),
+        "refused before the drain ended"
+    );
+
+    // HTTP/1.1: the in-flight request is answered with `Connection: close`, then closed.
+    let response = h1.await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{response}"
+    );
+    assert!(response.ends_with("slow"), "{response}");
+    // HTTP/2: GOAWAY (RFC 9113 §6.8), then the in-flight stream completes, then the close.
+    let frames = h2.await.unwrap();
+    let goaway = frames
+        .iter()
+        .position(|f| f.0 == 0x7)
+        .expect("a GOAWAY frame");
+    let error_code = u32::from_be_bytes(frames[goaway].3[4..8].try_into().unwrap());
+    assert_eq!(error_code, 0, "NO_ERROR: a graceful shutdown");
+    let response_headers = frames
+        .iter()
+        .position(|f| f.0 == 0x1 && f.2 == 1)
+        .expect("the in-flight stream's response");
+    assert_eq!(
+        frames[response_headers].3[0], 0x88,
+        ":status 200 (static index 8)"
+    );
+    let end_of_stream = frames
+        .iter()
+        .rposition(|f| f.2 == 1 && f.1 & 0x1 != 0)
+        .expect("the in-flight stream ended");
+    assert!(end_of_stream > response_headers);
+
+    let status = node.wait(std::time::Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", node.log().join("\n"));
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(8),
+        "exited once the in-flight requests finished, well before drain_timeout (10s)"
+    );
+}
