@@ -397,6 +397,79 @@ mod tests {
     }
 
     #[test]
+    fn the_status_class_follows_who_failed() {
+        let all = [
+            GatewayError::NoRoute,
+            GatewayError::BadRequest("x"),
+            GatewayError::PayloadTooLarge,
+            GatewayError::RequestBody,
+            GatewayError::ClientAborted,
+            GatewayError::RequestTimeout,
+            GatewayError::ClientBody(BodyRejection::TooSlow),
+            GatewayError::NoEndpoint("u".into()),
+            GatewayError::CircuitOpen {
+                retry_after: Duration::from_secs(1),
+            },
+            GatewayError::LimitReached(LimitKind::Pending),
+            GatewayError::ConnectRefused,
+            GatewayError::ConnectTimeout(Duration::from_secs(1)),
+            GatewayError::Tls("x".into()),
+            GatewayError::UpstreamClosed,
+            GatewayError::UpstreamTimeout(Duration::from_secs(1)),
+            GatewayError::UpstreamProtocol("x".into()),
+            GatewayError::Upgrade("x".into()),
+        ];
+        for e in all {
+            let status = e.status();
+            match e.culprit() {
+                Culprit::Client => assert!(status.is_client_error(), "{e:?}"),
+                Culprit::Gateway => assert_eq!(status, 503, "{e:?}"),
+                Culprit::Upstream => assert!(status.is_server_error(), "{e:?}"),
+            }
+            // Only the upstream's failures can be helped by sending again.
+            assert_eq!(
+                e.retry_on().is_some(),
+                e.culprit() == Culprit::Upstream && !matches!(e, GatewayError::Upgrade(_)),
+                "{e:?}"
+            );
+        }
+        assert_eq!(GatewayError::ClientAborted.status(), 499);
+    }
+
+    #[test]
+    fn a_client_body_error_is_malformed_or_aborted() {
+        use std::io::{Error, ErrorKind};
+        let fault = |kind, what: &str| client_body_error(&Error::new(kind, what.to_string()));
+        assert_eq!(
+            fault(ErrorKind::InvalidInput, "Invalid chunk size line"),
+            ClientBodyFault::Malformed
+        );
+        assert_eq!(
+            fault(ErrorKind::InvalidData, "invalid chunk extension"),
+            ClientBodyFault::Malformed
+        );
+        assert_eq!(
+            fault(
+                ErrorKind::UnexpectedEof,
+                "end of file before message length reached"
+            ),
+            ClientBodyFault::Aborted
+        );
+        assert_eq!(
+            fault(ErrorKind::ConnectionReset, "reset"),
+            ClientBodyFault::Aborted
+        );
+        // A reason our HTTP/2 side raised itself (a length mismatch it detected); the client's
+        // own RST_STREAM is covered end to end (`resilience/client_faults.rs`).
+        let detected = h2::Error::from(h2::Reason::PROTOCOL_ERROR);
+        assert_eq!(client_body_error(&detected), ClientBodyFault::Malformed);
+        assert_eq!(
+            GatewayError::from(ClientBodyFault::Aborted).status(),
+            CLIENT_CLOSED_REQUEST
+        );
+    }
+
+    #[test]
     fn an_open_circuit_says_when_to_come_back() {
         let r = GatewayError::CircuitOpen {
             retry_after: Duration::from_millis(1500),
