@@ -1,5 +1,5 @@
 //! An endpoint that dies under load is its own problem, not its upstream's: with the example
-//! configuration of docs/resilience.md, two endpoints and twenty connections sending, killing
+//! configuration of docs/resilience.md, two endpoints and forty connections sending, killing
 //! one endpoint fails fewer than 0.1 % of the requests and leaves the circuit closed (the dead
 //! endpoint is ejected, its requests are retried on the other, and the failures of requests it
 //! had in flight do not count against the upstream); killing the second opens the circuit.
@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use support::harness::PATIENCE;
 use support::{Backend, Proto, TestClient, TestNode};
@@ -15,10 +16,13 @@ use support::{Backend, Proto, TestClient, TestNode};
 use crate::{admin_json, endpoint_json};
 
 /// Connections kept busy, half HTTP/1.1, half HTTP/2.
-const CONNECTIONS: usize = 20;
-/// Requests per connection in the first part: 12,000 in all, so that 0.1 % is 12 requests,
-/// more than the dying endpoint has in flight (about half the connections' requests).
+const CONNECTIONS: usize = 40;
+/// Requests per connection in the first part: 24,000 in all.
 const PER_CONNECTION: usize = 600;
+/// How long each backend takes to answer: most of a request's time is spent there, so the
+/// endpoint that dies has about half the connections' requests in flight, and they fail
+/// together — more than `circuit_breaker.consecutive_failures`.
+const BACKEND_DELAY: Duration = Duration::from_millis(5);
 /// What the documented example names its two targets.
 const DOCUMENTED_TARGETS: [&str; 2] = ["127.0.0.1:9001", "127.0.0.1:9002"];
 
@@ -132,8 +136,8 @@ async fn breaker(node: &TestNode) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_dead_endpoint_of_two_leaves_the_circuit_closed_and_two_open_it() {
-    let first = Backend::start("first").await;
-    let second = Backend::start("second").await;
+    let first = Backend::start_with_delay("first", BACKEND_DELAY).await;
+    let second = Backend::start_with_delay("second", BACKEND_DELAY).await;
     let (dead, alive) = (first.addr(), second.addr());
     let node = TestNode::start(&documented_config([dead, alive])).await;
 
@@ -187,8 +191,8 @@ async fn one_dead_endpoint_of_two_leaves_the_circuit_closed_and_two_open_it() {
 /// failures, and the circuit stays closed for the other endpoint's sake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_retries_a_dead_endpoint_still_leaves_the_circuit_closed() {
-    let first = Backend::start("first").await;
-    let second = Backend::start("second").await;
+    let first = Backend::start_with_delay("first", BACKEND_DELAY).await;
+    let second = Backend::start_with_delay("second", BACKEND_DELAY).await;
     let (dead, alive) = (first.addr(), second.addr());
     let yaml = format!(
         r#"
