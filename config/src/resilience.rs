@@ -216,17 +216,21 @@ impl Default for OutlierDetectionConfig {
     }
 }
 
-/// `upstreams[].circuit_breaker`: fail fast while an upstream keeps failing.
+/// `upstreams[].circuit_breaker`: fail fast while an upstream keeps failing. It counts
+/// requests by their final outcome (after retries), and only failures the upstream answers
+/// for: not the client's, not our own limits', not those of an endpoint already ejected or
+/// being ejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakerConfig {
     pub enabled: bool,
-    /// Consecutive failed tries that open the circuit; 0 = only the failure rate counts.
+    /// Consecutive failed requests that open the circuit; 0 = only the failure rate counts.
     pub consecutive_failures: u32,
-    /// Percent of failed tries in `window` that opens it; 0 = only consecutive failures count.
+    /// Percent of failed requests in `window` that opens it; 0 = only consecutive failures
+    /// count.
     pub failure_rate: u32,
     pub window: HumanDuration,
-    /// The failure rate is judged only over at least this many tries.
+    /// The failure rate is judged only over at least this many requests.
     pub minimum_requests: u32,
     pub open_for: HumanDuration,
     /// Probe requests let through when half-open; all must succeed to close.

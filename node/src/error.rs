@@ -1,5 +1,6 @@
 //! Errors on the request path, classified Pingora-style (who failed, may it be retried), and
-//! the one JSON error body every gateway-made error response uses.
+//! the one JSON error body every gateway-made error response uses. The status, the retry
+//! decision, the circuit breaker and outlier detection all read this one classification.
 
 use std::time::Duration;
 
@@ -10,12 +11,27 @@ use meshgate_actors::upstream::LimitKind;
 use crate::filters::security::body::BodyRejection;
 use crate::proxy::body::ProxyBody;
 
-/// Who caused a failure.
+/// Who caused a failure. Only the upstream's failures count against it (circuit breaker,
+/// outlier detection); the client's and our own never do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Culprit {
+    /// A bad, cut-off or too slow request: 4xx.
     Client,
+    /// Our own bounds (limits, open circuit, no endpoint): 503.
     Gateway,
+    /// The upstream refused, broke, hung or answered garbage: 502/504.
     Upstream,
+}
+
+/// Which `retry.on` condition covers a failed try, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOn {
+    /// The request never left: safe to send again whatever the method.
+    ConnectFailure,
+    /// The connection broke before response headers: the upstream may have acted on it.
+    Reset,
+    /// The try ran past `per_try_timeout`.
+    Timeout,
 }
 
 /// Everything that can end a request with a gateway-made response.
@@ -50,8 +66,14 @@ pub enum GatewayError {
     CircuitOpen { retry_after: Duration },
     #[error("upstream {0:?} limit reached")]
     LimitReached(LimitKind),
+    /// The client's body was malformed (a bad chunk size, a chunk without its CRLF, an
+    /// HTTP/2 body longer or shorter than its content-length).
     #[error("request body could not be read")]
     RequestBody,
+    /// The client stopped sending its body: closed or reset the connection, or reset the
+    /// HTTP/2 stream, mid-body.
+    #[error("client closed the request before its body ended")]
+    ClientAborted,
     #[error("request body not received in time")]
     RequestTimeout,
     /// The client's body broke a security limit while streaming (413 or 408).
@@ -68,10 +90,14 @@ impl GatewayError {
         }
     }
 
-    /// Classify a hyper client error seen while waiting for response headers.
+    /// Classify a hyper client error seen while waiting for response headers. A request body
+    /// that failed under the client (see [`client_body_error`]) is the client's fault, however
+    /// the upstream connection reported it.
     pub fn from_upstream(e: &hyper::Error) -> Self {
         if let Some(r) = body_rejection(e) {
             GatewayError::ClientBody(r)
+        } else if let Some(fault) = client_body_fault(e) {
+            fault.into()
         } else if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
             GatewayError::UpstreamClosed
         } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
@@ -88,6 +114,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RequestBody => StatusCode::BAD_REQUEST,
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::ClientAborted => CLIENT_CLOSED_REQUEST,
             GatewayError::ClientBody(BodyRejection::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::ClientBody(BodyRejection::TooSlow) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::NoEndpoint(_)
@@ -111,12 +138,37 @@ impl GatewayError {
             | GatewayError::BadRequest(_)
             | GatewayError::PayloadTooLarge
             | GatewayError::RequestBody
+            | GatewayError::ClientAborted
             | GatewayError::RequestTimeout
             | GatewayError::ClientBody(_) => Culprit::Client,
             GatewayError::NoEndpoint(_)
             | GatewayError::CircuitOpen { .. }
             | GatewayError::LimitReached(_) => Culprit::Gateway,
-            _ => Culprit::Upstream,
+            GatewayError::ConnectRefused
+            | GatewayError::ConnectTimeout(_)
+            | GatewayError::Connect(_)
+            | GatewayError::Tls(_)
+            | GatewayError::UpstreamClosed
+            | GatewayError::UpstreamTimeout(_)
+            | GatewayError::UpstreamProtocol(_)
+            | GatewayError::Upgrade(_) => Culprit::Upstream,
+        }
+    }
+
+    /// Which retry condition covers this failure; `None` = sending again cannot help (the
+    /// client's fault, our own bound, or an upgrade refused).
+    pub fn retry_on(&self) -> Option<RetryOn> {
+        if self.culprit() != Culprit::Upstream {
+            return None;
+        }
+        if self.never_reached_upstream() {
+            Some(RetryOn::ConnectFailure)
+        } else if self.is_reset() {
+            Some(RetryOn::Reset)
+        } else if matches!(self, GatewayError::UpstreamTimeout(_)) {
+            Some(RetryOn::Timeout)
+        } else {
+            None
         }
     }
 
@@ -165,6 +217,7 @@ impl GatewayError {
                 "upstream concurrency limit reached"
             }
             GatewayError::RequestBody => "request body could not be read",
+            GatewayError::ClientAborted => "client closed the request",
             GatewayError::RequestTimeout => "request body not received in time",
             GatewayError::ClientBody(BodyRejection::TooLarge) => "request body too large",
             GatewayError::ClientBody(BodyRejection::TooSlow) => "request body too slow",
@@ -180,6 +233,82 @@ impl GatewayError {
         }
         response
     }
+}
+
+/// nginx's "client closed request": logged for a request whose client went away mid-body
+/// (there is no standard code; the client rarely reads the answer).
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
+/// How a client's request body failed while we read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBodyFault {
+    /// Bytes that are not a valid body: bad chunk framing, an HTTP/2 length mismatch.
+    Malformed,
+    /// The client went away mid-body (EOF, reset connection, reset HTTP/2 stream).
+    Aborted,
+}
+
+impl From<ClientBodyFault> for GatewayError {
+    fn from(fault: ClientBodyFault) -> Self {
+        match fault {
+            ClientBodyFault::Malformed => GatewayError::RequestBody,
+            ClientBodyFault::Aborted => GatewayError::ClientAborted,
+        }
+    }
+}
+
+/// Classify an error that the client's request body stream yielded: our server side's view
+/// of the client connection, so every such error is the client's doing. An unrecognised one
+/// counts as malformed.
+pub fn client_body_error(e: &(dyn std::error::Error + 'static)) -> ClientBodyFault {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_fault(io);
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if let Some(io) = h2.get_io() {
+                return io_fault(io);
+            }
+            // RFC 9113 §8.1.1: a content-length that disagrees with the DATA frames is
+            // malformed, detected (and reset) by our side; a reset or GOAWAY the client sent
+            // means it gave up on the request.
+            return if h2.is_remote() {
+                ClientBodyFault::Aborted
+            } else {
+                ClientBodyFault::Malformed
+            };
+        }
+        cause = err.source();
+    }
+    ClientBodyFault::Malformed
+}
+
+fn io_fault(e: &std::io::Error) -> ClientBodyFault {
+    use std::io::ErrorKind;
+    match e.kind() {
+        // hyper's chunked and length decoders report a bad framing as invalid input or data
+        // (RFC 9112 §7.1), and a connection that ended mid-body as an unexpected EOF.
+        ErrorKind::InvalidInput | ErrorKind::InvalidData => ClientBodyFault::Malformed,
+        _ => ClientBodyFault::Aborted,
+    }
+}
+
+/// The client-side fault behind a failed upstream call, when the call failed because the
+/// request body (polled by the upstream client) failed under the client: hyper wraps the
+/// body's error in its own, so the chain is walked, as [`body_rejection`] does.
+fn client_body_fault(e: &hyper::Error) -> Option<ClientBodyFault> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(fault) = err.downcast_ref::<crate::proxy::body::ClientBodyError>() {
+            return Some(fault.fault());
+        }
+        cause = err.source();
+    }
+    None
 }
 
 /// The security limit a request body broke, when that is why a body-carrying call failed.
@@ -265,6 +394,79 @@ mod tests {
             503
         );
         assert_eq!(GatewayError::LimitReached(LimitKind::Request).status(), 503);
+    }
+
+    #[test]
+    fn the_status_class_follows_who_failed() {
+        let all = [
+            GatewayError::NoRoute,
+            GatewayError::BadRequest("x"),
+            GatewayError::PayloadTooLarge,
+            GatewayError::RequestBody,
+            GatewayError::ClientAborted,
+            GatewayError::RequestTimeout,
+            GatewayError::ClientBody(BodyRejection::TooSlow),
+            GatewayError::NoEndpoint("u".into()),
+            GatewayError::CircuitOpen {
+                retry_after: Duration::from_secs(1),
+            },
+            GatewayError::LimitReached(LimitKind::Pending),
+            GatewayError::ConnectRefused,
+            GatewayError::ConnectTimeout(Duration::from_secs(1)),
+            GatewayError::Tls("x".into()),
+            GatewayError::UpstreamClosed,
+            GatewayError::UpstreamTimeout(Duration::from_secs(1)),
+            GatewayError::UpstreamProtocol("x".into()),
+            GatewayError::Upgrade("x".into()),
+        ];
+        for e in all {
+            let status = e.status();
+            match e.culprit() {
+                Culprit::Client => assert!(status.is_client_error(), "{e:?}"),
+                Culprit::Gateway => assert_eq!(status, 503, "{e:?}"),
+                Culprit::Upstream => assert!(status.is_server_error(), "{e:?}"),
+            }
+            // Only the upstream's failures can be helped by sending again.
+            assert_eq!(
+                e.retry_on().is_some(),
+                e.culprit() == Culprit::Upstream && !matches!(e, GatewayError::Upgrade(_)),
+                "{e:?}"
+            );
+        }
+        assert_eq!(GatewayError::ClientAborted.status(), 499);
+    }
+
+    #[test]
+    fn a_client_body_error_is_malformed_or_aborted() {
+        use std::io::{Error, ErrorKind};
+        let fault = |kind, what: &str| client_body_error(&Error::new(kind, what.to_string()));
+        assert_eq!(
+            fault(ErrorKind::InvalidInput, "Invalid chunk size line"),
+            ClientBodyFault::Malformed
+        );
+        assert_eq!(
+            fault(ErrorKind::InvalidData, "invalid chunk extension"),
+            ClientBodyFault::Malformed
+        );
+        assert_eq!(
+            fault(
+                ErrorKind::UnexpectedEof,
+                "end of file before message length reached"
+            ),
+            ClientBodyFault::Aborted
+        );
+        assert_eq!(
+            fault(ErrorKind::ConnectionReset, "reset"),
+            ClientBodyFault::Aborted
+        );
+        // A reason our HTTP/2 side raised itself (a length mismatch it detected); the client's
+        // own RST_STREAM is covered end to end (`resilience/client_faults.rs`).
+        let detected = h2::Error::from(h2::Reason::PROTOCOL_ERROR);
+        assert_eq!(client_body_error(&detected), ClientBodyFault::Malformed);
+        assert_eq!(
+            GatewayError::from(ClientBodyFault::Aborted).status(),
+            CLIENT_CLOSED_REQUEST
+        );
     }
 
     #[test]

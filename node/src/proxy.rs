@@ -1,7 +1,8 @@
 //! Forwarding a routed request to its upstream: admission (concurrency limits, circuit
 //! breaker), then tries — pick an endpoint, send over a pooled connection within the per-try
-//! and route deadlines, record the outcome in the breaker and the endpoint's outlier counter,
-//! retry when the policy and the retry budget allow — and stream the chosen response back.
+//! and route deadlines, count each try in the endpoint's outlier run, retry when the policy
+//! and the retry budget allow — then the request's final outcome in the breaker, and stream
+//! the chosen response back. Who failed ([`Culprit`]) decides what is counted at all.
 //! Everything here reads snapshots and updates atomics; rare events go to the pool actor.
 
 pub mod body;
@@ -19,8 +20,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use meshgate_actors::upstream::{
-    Admission, BreakerPermit, Endpoint, InFlight, LimitKind, PickContext, Slot, UpstreamHandle,
-    UpstreamPoolMsg, stable_hash,
+    Admission, BreakerPermit, BreakerState, Endpoint, InFlight, LimitKind, PickContext, Slot,
+    UpstreamHandle, UpstreamPoolMsg, stable_hash,
 };
 use meshgate_config::UpstreamSpec;
 use meshgate_config::compile::{HashOn, HostPolicy, LoadBalancing, PathRewrite, ProxySpec};
@@ -33,7 +34,7 @@ use self::body::{Held, ProxyBody, UpstreamBody};
 use self::headers::ClientSide;
 use self::pool::{Checkout, ConnLimits, ConnPool, Lease, PoolSettings};
 use self::retry::{RequestBody, TryFailure};
-use crate::error::{GatewayError, retry_after_value};
+use crate::error::{Culprit, GatewayError, retry_after_value};
 use crate::filters::security::body::BodyGuard;
 use crate::server::ConnInfo;
 use crate::telemetry::UpstreamCall;
@@ -160,7 +161,12 @@ impl Tries<'_> {
         let retry = &self.f.spec.retry;
         let resilience = &self.spec.resilience;
         let upstream = self.f.upstream;
-        let mut last: Option<Result<Tried, GatewayError>> = None;
+        // One permit per request: the circuit judges requests after their retries, not tries.
+        let permit = match upstream.breaker.admit(resilience.breaker.as_ref()) {
+            Admission::Pass(permit) => permit,
+            Admission::Reject { retry_after } => return circuit_open(resilience, retry_after),
+        };
+        let mut last: Option<(Result<Tried, GatewayError>, Verdict)> = None;
         let mut retry_slot: Option<Slot> = None;
         let mut avoid = None;
         for n in 0..=retry.attempts {
@@ -172,13 +178,6 @@ impl Tries<'_> {
                     None => break,
                 }
             }
-            let permit = match upstream.breaker.admit(resilience.breaker.as_ref()) {
-                Admission::Pass(permit) => permit,
-                Admission::Reject { retry_after } if last.is_none() => {
-                    return circuit_open(resilience, retry_after);
-                }
-                Admission::Reject { .. } => break,
-            };
             let state = upstream.load_full();
             let ctx = PickContext {
                 hash_key: self.hash_key,
@@ -191,46 +190,64 @@ impl Tries<'_> {
                 break;
             };
             call.endpoint = Some(endpoint.address);
-            let outcome = self
+            let outcome = match self
                 .try_with_deadline(&endpoint, &state.endpoints, body)
-                .await;
-            if let Err(e @ (GatewayError::LimitReached(_) | GatewayError::ClientBody(_))) = outcome
+                .await
             {
-                // Our own bound, or the client's body broke one: not the upstream's fault, so
-                // no verdict and no retry.
-                return Err(e);
-            }
+                Err(e) => {
+                    // A body the client broke failed the try, whatever the upstream connection
+                    // reported (an HTTP/2 upstream only sees its stream reset).
+                    let e = body.client_fault().unwrap_or(e);
+                    if e.culprit() != Culprit::Upstream {
+                        // The client's fault or our own bound: no verdict on the upstream (the
+                        // permit goes unused) and no retry.
+                        return Err(e);
+                    }
+                    Err(e)
+                }
+                ok => ok,
+            };
             let success = outcome
                 .as_ref()
                 .is_ok_and(|t| !t.response.status().is_server_error());
-            record(upstream, resilience, &endpoint, permit, success);
+            let verdict = record_try(upstream, resilience, &endpoint, success);
             let again = self.wants_retry(&outcome, body);
-            last = Some(outcome);
+            last = Some((outcome, verdict));
             if !again {
                 break;
             }
             avoid = Some(endpoint.address);
         }
-        match last {
-            Some(Ok(tried)) => Ok(respond(tried, self.f, [Some(request_slot), retry_slot])),
-            Some(Err(e)) => Err(e),
-            None => Err(GatewayError::NoEndpoint(upstream.name.to_string())),
+        let Some((outcome, verdict)) = last else {
+            return Err(GatewayError::NoEndpoint(upstream.name.to_string()));
+        };
+        judge(upstream, resilience, permit, verdict);
+        match outcome {
+            Ok(tried) => Ok(respond(tried, self.f, [Some(request_slot), retry_slot])),
+            Err(e) => Err(e),
         }
     }
 
-    /// Retry number `n`: a slot of the retry budget, then the jittered back-off. `None` when
-    /// the budget is spent or the wait would outlast the route deadline.
+    /// Retry number `n`: the jittered back-off, then a slot of the retry budget. `None` when
+    /// the wait would outlast the route deadline, the circuit opened meanwhile (other requests
+    /// opened it) or the budget is spent. The slot is taken after the wait: the budget bounds
+    /// retries in flight to the upstream, and a request waiting out its back-off is none — so
+    /// the retries of requests that failed together (an endpoint dying with requests in
+    /// flight) spread over the back-off instead of competing for the same instant.
     async fn prepare_retry(&self, n: u32) -> Option<Slot> {
         let wait = retry::backoff(&self.f.spec.retry, n);
         if Instant::now() + wait >= self.deadline {
             return None;
         }
+        tokio::time::sleep(wait).await;
         let upstream = self.f.upstream;
+        if upstream.breaker.state() == BreakerState::Open {
+            return None;
+        }
         let Some(slot) = upstream.limits.try_retry(&self.spec.resilience.limits) else {
             tracing::debug!(upstream = %upstream.name, "retry budget spent; not retrying");
             return None;
         };
-        tokio::time::sleep(wait).await;
         Some(slot)
     }
 
@@ -317,24 +334,67 @@ impl Tries<'_> {
     }
 }
 
-/// Report a try's outcome: to the circuit breaker (whose trip is told to the pool once) and to
-/// the endpoint's consecutive-failure count (whose crossing asks the pool to eject it).
-fn record(
+/// What an upstream try says about the upstream as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Response headers with a status below 500.
+    Success,
+    /// The upstream failed (5xx, refused, reset, timed out, garbage) on an endpoint that was in
+    /// good standing: evidence against the upstream.
+    Failure,
+    /// It failed on an endpoint already out of rotation or on its way out (its failure run had
+    /// reached the outlier threshold): that endpoint's problem, which ejection is handling —
+    /// requests it had in flight when it died must not open the whole upstream's circuit.
+    EndpointFailure,
+}
+
+/// Count a try in its endpoint's outlier run (the try that completes a run of
+/// `consecutive_failures` asks the pool, once, to eject the endpoint), and say what it means
+/// for the upstream. Only upstream failures reach here: the client's and our own are no
+/// endpoint's fault.
+fn record_try(
     upstream: &UpstreamHandle,
     resilience: &UpstreamResilience,
     endpoint: &Endpoint,
-    permit: BreakerPermit,
     success: bool,
+) -> Verdict {
+    let threshold = resilience.outlier.as_ref().map(|o| o.consecutive_failures);
+    if success {
+        if threshold.is_some() {
+            endpoint.health.record_success();
+        }
+        return Verdict::Success;
+    }
+    // Read before this failure is counted: the failure that completes the run still counts.
+    let verdict = if endpoint.health.answers_for_upstream(threshold) {
+        Verdict::Failure
+    } else {
+        Verdict::EndpointFailure
+    };
+    if let Some(threshold) = threshold
+        && endpoint.health.record_failure(threshold)
+    {
+        upstream.report(UpstreamPoolMsg::Eject(endpoint.address));
+    }
+    verdict
+}
+
+/// Give the circuit breaker its one verdict on a request: how its last try went. A failure an
+/// endpoint answers for alone is no verdict (a half-open probe is handed back for another
+/// request); the breaker's trip is told to the pool once.
+fn judge(
+    upstream: &UpstreamHandle,
+    resilience: &UpstreamResilience,
+    permit: BreakerPermit,
+    verdict: Verdict,
 ) {
+    let success = match verdict {
+        Verdict::Success => true,
+        Verdict::Failure => false,
+        Verdict::EndpointFailure => return,
+    };
     if let Some(trip) = permit.record(resilience.breaker.as_ref(), success) {
         upstream.report(UpstreamPoolMsg::BreakerOpened(trip));
-    }
-    if let Some(outlier) = &resilience.outlier {
-        if success {
-            endpoint.health.record_success();
-        } else if endpoint.health.record_failure(outlier.consecutive_failures) {
-            upstream.report(UpstreamPoolMsg::Eject(endpoint.address));
-        }
     }
 }
 
@@ -440,8 +500,14 @@ async fn forward_upgrade(
         in_flight,
     )
     .await;
+    if let Err(e) = &result
+        && e.culprit() != Culprit::Upstream
+    {
+        return result;
+    }
     let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
-    record(f.upstream, resilience, &endpoint, permit, success);
+    let verdict = record_try(f.upstream, resilience, &endpoint, success);
+    judge(f.upstream, resilience, permit, verdict);
     result
 }
 

@@ -9,7 +9,7 @@
 //! | `/status/<n>` | status `n` |
 //! | `/reset` | headers and 1 KiB of a declared 1 MiB body, then the connection breaks |
 //! | `/stream/<bytes>` | a streamed body of that many bytes, in 64 KiB chunks |
-//! | `/upload` | consumes the body as it streams, answers its length |
+//! | `/upload` | consumes the body as it streams, answers its length (400 and counted when the body breaks) |
 //! | `/trailers` | a body followed by `grpc-status: 0` and `grpc-message: ok` trailers |
 //! | `/ws` | WebSocket echo |
 //! | `/health` | 200, or 503 after `set_healthy(false)` |
@@ -48,6 +48,8 @@ pub struct BackendStats {
     open: AtomicUsize,
     changed: tokio::sync::Notify,
     unhealthy: std::sync::atomic::AtomicBool,
+    /// `/upload` requests whose body broke before its end (the sender aborted it).
+    broken_uploads: AtomicUsize,
 }
 
 /// A running mock backend.
@@ -138,6 +140,33 @@ impl Backend {
             });
     }
 
+    /// `/upload` requests whose body broke before its end: aborted by the sender.
+    pub fn broken_uploads(&self) -> usize {
+        self.stats.broken_uploads.load(Ordering::SeqCst)
+    }
+
+    /// Wait (bounded by the harness patience) until at least `n` uploads broke.
+    pub async fn wait_for_broken_uploads(&self, n: usize) {
+        let wait = async {
+            loop {
+                let notified = self.stats.changed.notified();
+                if self.broken_uploads() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(crate::harness::PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} saw {} broken uploads, expected {n}",
+                    self.name,
+                    self.broken_uploads()
+                )
+            });
+    }
+
     /// What `/health` answers: 200 when healthy (the default), 503 when not.
     pub fn set_healthy(&self, healthy: bool) {
         self.stats.unhealthy.store(!healthy, Ordering::SeqCst);
@@ -182,6 +211,7 @@ async fn accept_loop(
                 service_stats.changed.notify_waiters();
                 let name = name.clone();
                 let unhealthy = service_stats.unhealthy.load(Ordering::SeqCst);
+                let service_stats = service_stats.clone();
                 async move {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
@@ -194,7 +224,7 @@ async fn accept_loop(
                         };
                         return Ok::<_, Infallible>(full(status, "health"));
                     }
-                    Ok::<_, Infallible>(respond(&name, req).await)
+                    Ok::<_, Infallible>(respond(&name, req, &service_stats).await)
                 }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
@@ -220,7 +250,7 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<TestBody> {
     response
 }
 
-async fn respond(name: &str, req: Request<Incoming>) -> Response<TestBody> {
+async fn respond(name: &str, req: Request<Incoming>, stats: &BackendStats) -> Response<TestBody> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -245,7 +275,11 @@ async fn respond(name: &str, req: Request<Incoming>) -> Response<TestBody> {
             while let Some(frame) = body.frame().await {
                 match frame {
                     Ok(frame) => total += frame.data_ref().map_or(0, |d| d.len()),
-                    Err(_) => return full(StatusCode::BAD_REQUEST, "upload broke"),
+                    Err(_) => {
+                        stats.broken_uploads.fetch_add(1, Ordering::SeqCst);
+                        stats.changed.notify_waiters();
+                        return full(StatusCode::BAD_REQUEST, "upload broke");
+                    }
                 }
             }
             full(StatusCode::OK, total.to_string())

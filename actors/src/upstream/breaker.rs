@@ -1,8 +1,9 @@
 //! The per-upstream `CircuitBreaker`: closed → open after N consecutive failures or a failure
 //! rate over a rolling window; open for a while (requests fail fast); then half-open with a
-//! few probe requests whose success closes it and whose failure reopens it. Every transition
-//! is a compare-and-swap on atomics on the request path; the one request that trips the
-//! circuit learns it (to tell the pool actor once, for logs and the admin API).
+//! few probe requests whose success closes it and whose failure reopens it. It is told one
+//! outcome per request (the data plane decides which outcomes the upstream answers for).
+//! Every transition is a compare-and-swap on atomics on the request path; the one request
+//! that trips the circuit learns it (to tell the pool actor once, for logs and the admin API).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -88,7 +89,7 @@ impl CircuitBreaker {
         self.consecutive_failures.load(Ordering::Relaxed)
     }
 
-    /// `(failed, total)` tries in the rolling window.
+    /// `(failed, total)` requests in the rolling window.
     pub fn window_counts(&self, spec: &BreakerSpec) -> (u32, u32) {
         self.window.counts(clock::nanos(), bucket_nanos(spec))
     }
@@ -102,7 +103,7 @@ impl CircuitBreaker {
         })
     }
 
-    /// May one request (or one retry) go to the upstream? `spec: None` = breaker disabled.
+    /// May one request go to the upstream? `spec: None` = breaker disabled.
     pub fn admit(self: &Arc<Self>, spec: Option<&BreakerSpec>) -> Admission {
         let Some(spec) = spec else {
             return Admission::Pass(BreakerPermit::untracked());
@@ -220,8 +221,9 @@ impl CircuitBreaker {
     }
 }
 
-/// Leave to go to the upstream once. Report the outcome with [`BreakerPermit::record`]; a
-/// probe permit dropped without an outcome (the client went away) is handed back.
+/// Leave for one request to go to the upstream. Report the outcome with
+/// [`BreakerPermit::record`]; a probe permit dropped without an outcome (the client went away,
+/// or the outcome said nothing about the upstream) is handed back.
 #[derive(Debug)]
 pub struct BreakerPermit {
     breaker: Option<Arc<CircuitBreaker>>,
@@ -247,7 +249,7 @@ impl BreakerPermit {
         self.probe
     }
 
-    /// Report how the try went. `Some` exactly when this outcome opened the circuit.
+    /// Report how the request went. `Some` exactly when this outcome opened the circuit.
     pub fn record(mut self, spec: Option<&BreakerSpec>, success: bool) -> Option<Trip> {
         let breaker = self.breaker.take()?;
         breaker.record(spec, self.probe, success)
@@ -268,7 +270,7 @@ fn bucket_nanos(spec: &BreakerSpec) -> u64 {
     (spec.window.as_nanos() as u64 / WINDOW_BUCKETS as u64).max(1)
 }
 
-/// Tries and failures over the last [`WINDOW_BUCKETS`] buckets. A bucket is reset by the
+/// Requests and failures over the last [`WINDOW_BUCKETS`] buckets. A bucket is reset by the
 /// first writer of a new period; a count racing with that reset may be lost, which only
 /// blurs a statistic.
 #[derive(Debug, Default)]

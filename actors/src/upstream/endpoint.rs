@@ -252,6 +252,20 @@ impl EndpointHealth {
         self.consecutive_failures.load(Ordering::Relaxed)
     }
 
+    /// Whether a failure here, about to be counted, is evidence against the whole upstream
+    /// (its circuit breaker). Not when the endpoint is out of rotation already (ejected,
+    /// failing its probes), nor when its failure run already reached the outlier `threshold`
+    /// (its ejection is on the way; requests it had in flight when it died fail together):
+    /// then the endpoint answers for it alone. An endpoint the pool declines to eject (the
+    /// last available one, `max_ejection_percent`) has its run restarted and answers for the
+    /// upstream again.
+    pub fn answers_for_upstream(&self, threshold: Option<u32>) -> bool {
+        // Acquire pairs with `eject`: a reset run seen here comes with its ejection.
+        let run = self.consecutive_failures.load(Ordering::Acquire);
+        let run_complete = threshold.is_some_and(|t| t > 0 && run >= t);
+        !run_complete && self.is_available()
+    }
+
     /// Healthy according to active probes (always true without them).
     pub fn probe_healthy(&self) -> bool {
         !self.probe_failed.load(Ordering::Relaxed)
@@ -311,7 +325,8 @@ impl EndpointHealth {
             .store(lasts.as_nanos() as u64, Ordering::Relaxed);
         self.ejected_until.store(until, Ordering::Relaxed);
         self.total_ejections.fetch_add(1, Ordering::Relaxed);
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        // Release: whoever sees the run restart also sees the ejection.
+        self.consecutive_failures.store(0, Ordering::Release);
         until
     }
 
@@ -345,6 +360,35 @@ mod tests {
         assert_eq!(h.consecutive_failures(), 0);
         assert!(!h.record_failure(3));
         assert!(!h.record_failure(0), "threshold 0 never reports");
+    }
+
+    #[test]
+    fn a_failure_run_past_the_outlier_threshold_is_the_endpoints_alone() {
+        let h = EndpointHealth::default();
+        for _ in 0..3 {
+            assert!(h.answers_for_upstream(Some(3)));
+            h.record_failure(3);
+        }
+        assert!(
+            !h.answers_for_upstream(Some(3)),
+            "its ejection is on the way"
+        );
+        assert!(
+            h.answers_for_upstream(None),
+            "without outlier detection it always counts"
+        );
+        // The pool declined to eject it (the last available endpoint): it counts again.
+        h.reset_failures();
+        assert!(h.answers_for_upstream(Some(3)));
+        let second = Duration::from_secs(1).as_nanos() as u64;
+        h.eject(30 * second, Duration::from_secs(30));
+        assert!(!h.answers_for_upstream(Some(3)), "ejected");
+        assert!(!h.answers_for_upstream(None));
+        h.set_probe_healthy(false);
+        h.uneject(30 * second, 30 * second);
+        assert!(!h.answers_for_upstream(Some(3)), "failing its probes");
+        h.set_probe_healthy(true);
+        assert!(h.answers_for_upstream(Some(3)));
     }
 
     #[test]

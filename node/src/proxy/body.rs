@@ -1,10 +1,10 @@
-//! The one body type of the data plane: a client body forwarded upstream, an upstream body
-//! streamed back (returning its connection to the pool when it ends), or bytes we made.
-//! Nothing is buffered whole.
+//! The one body type of the data plane: a client body forwarded upstream (remembering how it
+//! failed, if it did), an upstream body streamed back (returning its connection to the pool
+//! when it ends), or bytes we made. Nothing is buffered whole.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::pool::Lease;
+use crate::error::{ClientBodyFault, client_body_error};
 use meshgate_actors::upstream::{InFlight, Slot};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -24,8 +25,8 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// Streamed from the peer as it arrives.
     Incoming(Incoming),
-    /// A client body of unknown length, streamed upstream while its bytes are counted.
-    Counted(Incoming, Arc<AtomicU64>),
+    /// The client's request body, streamed upstream.
+    Client(ClientBody),
     /// An upstream response; holds the connection until the last frame.
     Upstream(UpstreamBody),
     /// A client body under the route's size and rate limits (`filters::security::body`).
@@ -61,15 +62,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            ProxyBody::Counted(body, seen) => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled
-                    && let Some(data) = frame.data_ref()
-                {
-                    seen.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-                polled.map_err(Into::into)
-            }
+            ProxyBody::Client(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Guarded(body) => Pin::new(&mut **body).poll_frame(cx),
         }
@@ -79,7 +72,8 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(data) => data.is_none(),
-            ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.is_end_stream(),
+            ProxyBody::Incoming(body) => body.is_end_stream(),
+            ProxyBody::Client(body) => body.is_end_stream(),
             ProxyBody::Upstream(body) => body.inner.is_end_stream(),
             ProxyBody::Guarded(body) => body.is_end_stream(),
         }
@@ -91,10 +85,84 @@ impl Body for ProxyBody {
             ProxyBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            ProxyBody::Incoming(body) | ProxyBody::Counted(body, _) => body.size_hint(),
+            ProxyBody::Incoming(body) => body.size_hint(),
+            ProxyBody::Client(body) => body.size_hint(),
             ProxyBody::Upstream(body) => body.inner.size_hint(),
             ProxyBody::Guarded(body) => body.size_hint(),
         }
+    }
+}
+
+/// The client's request body on its way upstream; a body of unknown length is counted as it
+/// streams (access log, metrics). Every error it yields is the client's doing. The first one
+/// is classified and kept where the request reads it after a failed try — an HTTP/2 upstream
+/// connection does not pass a body's error on, it only resets the stream — and is yielded as
+/// a [`ClientBodyError`], so that the HTTP/1.1 client's error chain says who failed too.
+#[derive(Debug)]
+pub struct ClientBody {
+    inner: Incoming,
+    counted: Option<Arc<AtomicU64>>,
+    fault: Arc<OnceLock<ClientBodyFault>>,
+}
+
+impl ClientBody {
+    pub fn new(
+        inner: Incoming,
+        counted: Option<Arc<AtomicU64>>,
+        fault: Arc<OnceLock<ClientBodyFault>>,
+    ) -> Self {
+        Self {
+            inner,
+            counted,
+            fault,
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(counter), Some(data)) = (&this.counted, frame.data_ref()) {
+                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let fault = *this.fault.get_or_init(|| client_body_error(&e));
+                Poll::Ready(Some(Err(Box::new(ClientBodyError { fault, source: e }))))
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The error a [`ClientBody`] yields: the client's body failed, and how.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body failed: {source}")]
+pub struct ClientBodyError {
+    fault: ClientBodyFault,
+    source: hyper::Error,
+}
+
+impl ClientBodyError {
+    pub fn fault(&self) -> ClientBodyFault {
+        self.fault
     }
 }
 

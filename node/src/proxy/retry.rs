@@ -1,7 +1,10 @@
 //! What a retry needs besides the policy: a request body that can be sent again (small ones
-//! are buffered; big or streaming ones are sent once and only retried if they never left),
-//! the classification of a failed try, and jittered exponential back-off.
+//! are buffered; big or streaming ones are sent once and only retried if they never left) and
+//! that tells whether the client broke it, the classification of a failed try, and jittered
+//! exponential back-off.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,19 +16,43 @@ use meshgate_config::resilience::RetrySpec;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::body::ProxyBody;
-use crate::error::GatewayError;
-use crate::filters::security::body::{BodyGuard, GuardedBody};
+use super::body::{ClientBody, ProxyBody};
+use crate::error::{ClientBodyFault, GatewayError, RetryOn};
+use crate::filters::security::body::{BodyGuard, BodyVerdict, GuardedBody};
 
 /// The client's request body, as the tries see it.
 #[derive(Debug)]
-pub enum RequestBody {
+pub struct RequestBody {
+    send: Sendable,
+    /// How the client broke a streamed body, if it did.
+    watch: Option<BodyWatch>,
+}
+
+#[derive(Debug)]
+enum Sendable {
     /// Nothing to send (GET, or a body that already ended).
     Empty,
     /// Small enough to keep: every try sends a copy.
     Buffered(Bytes),
     /// Streamed once; `None` after it was handed to a try that may have sent some of it.
     Stream(Option<ProxyBody>),
+}
+
+/// Where a streaming client body leaves the reason it failed: its framing or its connection
+/// (noted by [`ClientBody`]), or the route's body limits (noted by the guard).
+#[derive(Debug)]
+struct BodyWatch {
+    fault: Arc<OnceLock<ClientBodyFault>>,
+    limits: Option<Arc<BodyVerdict>>,
+}
+
+impl BodyWatch {
+    fn blame(&self) -> Option<GatewayError> {
+        if let Some(r) = self.limits.as_ref().and_then(|v| v.get()) {
+            return Some(GatewayError::ClientBody(r));
+        }
+        self.fault.get().map(|fault| GatewayError::from(*fault))
+    }
 }
 
 impl RequestBody {
@@ -36,28 +63,36 @@ impl RequestBody {
         retry: &RetrySpec,
         resend_possible: bool,
         deadline: Instant,
-        count: Option<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
+        count: Option<&Arc<AtomicU64>>,
         guard: Option<BodyGuard>,
     ) -> Result<Self, GatewayError> {
-        // A body of unknown length is counted as it streams (access log, metrics).
-        let streamed = match count {
-            Some(counter) => ProxyBody::Counted(body, counter.clone()),
-            None => ProxyBody::Incoming(body),
+        if body.is_end_stream() && guard.is_none() {
+            return Ok(Self::empty());
+        }
+        let watch = BodyWatch {
+            fault: Arc::new(OnceLock::new()),
+            limits: guard.as_ref().map(|g| g.verdict.clone()),
         };
+        // A body of unknown length is counted as it streams (access log, metrics).
+        let client = ClientBody::new(body, count.cloned(), watch.fault.clone());
+        let streamed = ProxyBody::Client(client);
         // The route's size and rate limits (and bytes the WAF read ahead) wrap the client's body.
         let body = match guard {
             Some(guard) => ProxyBody::Guarded(Box::new(GuardedBody::new(streamed, guard))),
             None => streamed,
         };
         if body.is_end_stream() {
-            return Ok(RequestBody::Empty);
+            return Ok(Self::empty());
         }
         let small = body
             .size_hint()
             .upper()
             .is_some_and(|n| n <= retry.max_body);
         if retry.attempts == 0 || !resend_possible || !small {
-            return Ok(RequestBody::Stream(Some(body)));
+            return Ok(Self {
+                send: Sendable::Stream(Some(body)),
+                watch: Some(watch),
+            });
         }
         let limit = usize::try_from(retry.max_body).unwrap_or(usize::MAX);
         // Boxed: only retried bodies are collected, and the collection's state would otherwise
@@ -68,35 +103,54 @@ impl RequestBody {
         ))
         .await
         .map_err(|_| GatewayError::RequestTimeout)?
-        .map_err(|e| match crate::error::body_rejection(&*e) {
-            Some(r) => GatewayError::ClientBody(r),
-            None => GatewayError::RequestBody,
-        })?;
-        Ok(RequestBody::Buffered(collected.to_bytes()))
+        // Longer than its declared length would be a framing error; the client's either way.
+        .map_err(|_| watch.blame().unwrap_or(GatewayError::RequestBody))?;
+        Ok(Self::buffered(collected.to_bytes()))
+    }
+
+    fn empty() -> Self {
+        Self {
+            send: Sendable::Empty,
+            watch: None,
+        }
+    }
+
+    fn buffered(bytes: Bytes) -> Self {
+        Self {
+            send: Sendable::Buffered(bytes),
+            watch: None,
+        }
     }
 
     /// The body for the next try; `None` when a stream was already given away.
     pub fn take(&mut self) -> Option<ProxyBody> {
-        match self {
-            RequestBody::Empty => Some(ProxyBody::Empty),
-            RequestBody::Buffered(bytes) => Some(ProxyBody::full(bytes.clone())),
-            RequestBody::Stream(stream) => stream.take(),
+        match &mut self.send {
+            Sendable::Empty => Some(ProxyBody::Empty),
+            Sendable::Buffered(bytes) => Some(ProxyBody::full(bytes.clone())),
+            Sendable::Stream(stream) => stream.take(),
         }
     }
 
     /// Give back a body that was never sent (the connection was dead before writing).
     pub fn restore(&mut self, body: ProxyBody) {
-        if let RequestBody::Stream(slot @ None) = self {
+        if let Sendable::Stream(slot @ None) = &mut self.send {
             *slot = Some(body);
         }
     }
 
     /// Whether another try can send the whole body again.
     pub fn can_resend(&self) -> bool {
-        match self {
-            RequestBody::Empty | RequestBody::Buffered(_) => true,
-            RequestBody::Stream(stream) => stream.is_some(),
+        match &self.send {
+            Sendable::Empty | Sendable::Buffered(_) => true,
+            Sendable::Stream(stream) => stream.is_some(),
         }
+    }
+
+    /// The client's error when the streamed body failed under it (malformed, cut off, over a
+    /// limit): then a failed try is the client's doing, whatever the upstream connection
+    /// reported.
+    pub fn client_fault(&self) -> Option<GatewayError> {
+        self.watch.as_ref().and_then(BodyWatch::blame)
     }
 }
 
@@ -114,16 +168,13 @@ pub enum TryFailure {
 }
 
 impl TryFailure {
+    /// What the error says about retrying (see [`GatewayError::retry_on`]).
     pub fn of_error(e: &GatewayError) -> Option<Self> {
-        if e.never_reached_upstream() && !matches!(e, GatewayError::NoEndpoint(_)) {
-            Some(TryFailure::Connect)
-        } else if e.is_reset() {
-            Some(TryFailure::Reset)
-        } else if matches!(e, GatewayError::UpstreamTimeout(_)) {
-            Some(TryFailure::Timeout)
-        } else {
-            None
-        }
+        Some(match e.retry_on()? {
+            RetryOn::ConnectFailure => TryFailure::Connect,
+            RetryOn::Reset => TryFailure::Reset,
+            RetryOn::Timeout => TryFailure::Timeout,
+        })
     }
 }
 
@@ -166,10 +217,19 @@ pub fn backoff(retry: &RetrySpec, n: u32) -> Duration {
 mod tests {
     use super::*;
 
+    impl RequestBody {
+        fn stream(body: ProxyBody) -> Self {
+            Self {
+                send: Sendable::Stream(Some(body)),
+                watch: None,
+            }
+        }
+    }
+
     #[test]
     fn connect_failures_are_retried_whatever_the_method() {
         let retry = RetrySpec::default();
-        let body = RequestBody::Stream(Some(ProxyBody::Empty));
+        let body = RequestBody::stream(ProxyBody::Empty);
         assert!(should_retry(
             &retry,
             TryFailure::Connect,
@@ -202,7 +262,7 @@ mod tests {
     #[test]
     fn a_stream_that_left_is_never_sent_again() {
         let retry = RetrySpec::default();
-        let mut body = RequestBody::Stream(Some(ProxyBody::Empty));
+        let mut body = RequestBody::stream(ProxyBody::Empty);
         let sent = body.take().unwrap();
         assert!(!should_retry(
             &retry,
@@ -212,7 +272,7 @@ mod tests {
         ));
         body.restore(sent);
         assert!(body.can_resend());
-        let mut buffered = RequestBody::Buffered(Bytes::from_static(b"abc"));
+        let mut buffered = RequestBody::buffered(Bytes::from_static(b"abc"));
         buffered.take();
         assert!(buffered.can_resend());
     }
@@ -241,9 +301,13 @@ mod tests {
             TryFailure::of_error(&GatewayError::UpstreamTimeout(Duration::from_secs(1))),
             Some(TryFailure::Timeout)
         );
-        assert_eq!(
-            TryFailure::of_error(&GatewayError::NoEndpoint("u".into())),
-            None
-        );
+        for not_retried in [
+            GatewayError::NoEndpoint("u".into()),
+            GatewayError::ClientAborted,
+            GatewayError::RequestBody,
+            GatewayError::LimitReached(meshgate_actors::upstream::LimitKind::Pending),
+        ] {
+            assert_eq!(TryFailure::of_error(&not_retried), None, "{not_retried:?}");
+        }
     }
 }

@@ -1,11 +1,14 @@
 //! End-to-end tests of failure handling (issue 3): circuit breaking, active health checks,
 //! outlier ejection, retries and their budget, timeouts, concurrency limits, upstream faults
-//! mapped to client outcomes, and the admin views of it all. Real backends on loopback; short
+//! mapped to client outcomes, client faults kept off the upstream's account, an endpoint dying
+//! under load, and the admin views of it all. Real backends on loopback; short
 //! configured durations instead of sleeps.
 #![allow(clippy::unwrap_used)]
 
 mod admin;
 mod breaker;
+mod client_faults;
+mod endpoint_death;
 mod faults;
 mod health;
 mod limits;
