@@ -56,7 +56,7 @@ pub fn restrict<B>(req: &mut Request<B>, allowed: impl Fn(&str) -> bool) -> bool
     let kept: Vec<&str> = offered
         .iter()
         .map(String::as_str)
-        .filter(|t| allowed(*t))
+        .filter(|t| allowed(t))
         .collect();
     if kept.len() == offered.len() && !kept.is_empty() {
         return true;
