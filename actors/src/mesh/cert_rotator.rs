@@ -207,22 +207,15 @@ impl CertRotatorState {
         let due = at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        let delay = if due >= MIN_RENEWAL_DELAY {
-            self.overdue.reset();
-            due
-        } else {
-            let delay = self
-                .overdue
-                .next_delay(&mut rand::rng())
-                .max(MIN_RENEWAL_DELAY);
+        let delay = renewal_delay(due, &mut self.overdue);
+        if delay != due {
             tracing::warn!(
                 identity = %self.identity.spiffe_id,
                 renew_in = ?delay,
                 seconds_to_expiry = self.identity.seconds_to_expiry(),
                 "the mesh certificate is already due for renewal; renewing after a pause"
             );
-            delay
-        };
+        }
         self.schedule(myself, delay);
     }
 
@@ -231,6 +224,18 @@ impl CertRotatorState {
             timer.abort();
         }
         self.timer = Some(myself.send_after(delay, || CertRotatorMsg::Renew));
+    }
+}
+
+/// The wait before the next renewal: `due`, unless the renewal point is (nearly) past — then
+/// [`MIN_RENEWAL_DELAY`], growing with each renewal that comes back overdue again, so that a
+/// source handing out too-short certificates is never asked in a loop.
+fn renewal_delay(due: Duration, overdue: &mut RetryBackoff) -> Duration {
+    if due >= MIN_RENEWAL_DELAY {
+        overdue.reset();
+        due
+    } else {
+        overdue.next_delay(&mut rand::rng()).max(MIN_RENEWAL_DELAY)
     }
 }
 
@@ -245,6 +250,28 @@ fn unchanged_retry(not_after: SystemTime) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overdue_renewal_waits_the_floor_then_backs_off_and_never_loops() {
+        let mut overdue = RetryBackoff::new(MIN_RENEWAL_DELAY, RETRY_CAP).with_jitter(0.0);
+        let delays: Vec<u64> = (0..7)
+            .map(|_| renewal_delay(Duration::ZERO, &mut overdue).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 60, 60, 60]);
+        // Due soon but not past: still the floor, never less.
+        overdue.reset();
+        assert_eq!(
+            renewal_delay(Duration::from_millis(200), &mut overdue),
+            MIN_RENEWAL_DELAY
+        );
+        // A normal schedule is kept as it is and starts the backoff over.
+        let due = Duration::from_secs(37);
+        assert_eq!(renewal_delay(due, &mut overdue), due);
+        assert_eq!(
+            renewal_delay(Duration::ZERO, &mut overdue),
+            MIN_RENEWAL_DELAY
+        );
+    }
 
     #[test]
     fn an_unchanged_answer_is_asked_again_within_bounds() {
