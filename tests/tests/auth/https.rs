@@ -135,6 +135,15 @@ async fn server_name_override_and_a_client_certificate() {
     assert_eq!(idp.tls_failures(), 0);
 }
 
+/// A config for the real binary: its admin listener on a free port too (the default port may be
+/// taken by another test's node).
+fn process_yaml(auth: &str, routes: &str) -> String {
+    format!(
+        "admin:\n  address: \"127.0.0.1:0\"\n{}",
+        node_yaml(auth, CONSUMERS, routes)
+    )
+}
+
 /// The real binary with extra environment variables (the platform trust store is read from
 /// `SSL_CERT_FILE`); returns the process and its `main` listener once it is ready.
 async fn spawn_with_env(
@@ -193,7 +202,7 @@ async fn without_a_ca_the_platform_trust_store_is_used() {
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("meshgate.yaml");
-    std::fs::write(&config, node_yaml(&auth, CONSUMERS, &routes())).unwrap();
+    std::fs::write(&config, process_yaml(&auth, &routes())).unwrap();
     // The test CA is the whole platform store of this process.
     let (_child, addr) =
         spawn_with_env(&config, &[("SSL_CERT_FILE", ca.ca_path().as_path())]).await;
@@ -231,7 +240,7 @@ async fn tls_failures_name_the_setting_and_only_that_provider_is_refused() {
     .concat();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("meshgate.yaml");
-    std::fs::write(&config, node_yaml(&auth, CONSUMERS, &routes)).unwrap();
+    std::fs::write(&config, process_yaml(&auth, &routes)).unwrap();
     let node = NodeProcess::spawn(&config).await;
     for needle in [
         "auth.jwt[0].jwks.tls: the server's certificate is not signed by a trusted CA",
