@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use meshgate_config::ConfigError;
+use meshgate_config::auth::ClientSecret;
 use meshgate_config::outbound_tls::OutboundTlsConfig;
 use meshgate_pki::{EdgeCertificate, OutboundTrust, certificates_from_pem, handshake_failure};
 use rustls::pki_types::ServerName;
@@ -113,6 +114,27 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         depth += 1;
     }
     text
+}
+
+/// A secret of an outbound connection (introspection client secret, Redis password): as
+/// written, or the file's content without one trailing newline (what `echo` and most secret
+/// stores leave). `field` names the file's setting in errors.
+pub fn read_secret(secret: &ClientSecret, field: &str) -> Result<String, String> {
+    match secret {
+        ClientSecret::Value(value) => Ok(value.clone()),
+        ClientSecret::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{field}: cannot read {path}: {e}"))?;
+            let value = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text);
+            if value.is_empty() {
+                return Err(format!("{field}: {path} is empty"));
+            }
+            Ok(value.to_string())
+        }
+    }
 }
 
 fn read(path: &str, field: &str, errors: &mut Vec<ConfigError>) -> Option<Vec<u8>> {

@@ -13,7 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::Full;
-use meshgate_config::auth::{ClientSecret, CompiledAuth, IntrospectionSpec};
+use meshgate_actors::outbound_tls::read_secret;
+use meshgate_config::auth::{CompiledAuth, IntrospectionSpec};
 use moka::Expiry;
 use moka::future::Cache;
 use serde_json::{Map, Value};
@@ -74,7 +75,10 @@ impl IntrospectionRuntime {
             .max_capacity(spec.cache_size.max(1))
             .expire_after(AnswerExpiry)
             .build();
-        let client_secret = client_secret(&spec);
+        let client_secret = read_secret(
+            &spec.client_secret,
+            &format!("{}.client_secret_file", spec.field),
+        );
         if let Err(reason) = &client_secret {
             tracing::error!(endpoint = %spec.endpoint, error = %reason, "introspection client secret unreadable; its tokens are refused until it is fixed");
         }
@@ -212,27 +216,5 @@ impl IntrospectionRuntime {
             forwarded: answer.forwarded.clone(),
             anonymous: false,
         })
-    }
-}
-
-/// The configured secret, or the file's content without one trailing newline (what `echo` and
-/// most secret stores leave). Read when the endpoint's runtime is built: at start and whenever a
-/// reload changes the endpoint's settings.
-fn client_secret(spec: &IntrospectionSpec) -> Result<String, String> {
-    match &spec.client_secret {
-        ClientSecret::Value(secret) => Ok(secret.clone()),
-        ClientSecret::File(path) => {
-            let field = format!("{}.client_secret_file", spec.field);
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{field}: cannot read {path}: {e}"))?;
-            let secret = text
-                .strip_suffix("\r\n")
-                .or_else(|| text.strip_suffix('\n'))
-                .unwrap_or(&text);
-            if secret.is_empty() {
-                return Err(format!("{field}: {path} is empty"));
-            }
-            Ok(secret.to_string())
-        }
     }
 }
