@@ -9,6 +9,7 @@ pub mod discovery_watcher;
 pub mod health;
 pub mod listener;
 pub mod mesh;
+pub mod outbound_tls;
 pub mod registrar;
 pub mod snapshot;
 pub mod supervisor;

@@ -9,9 +9,9 @@ pub mod model;
 pub mod validate;
 
 pub use compile::{
-    AuthMethod, CompiledAuth, Consumer, CredentialRef, HashedCredential, IntrospectionSpec,
-    JwksSpec, JwtProviderSpec, RouteAuth, RoutePolicy, TokenSource, compile_auth,
-    compile_route_auth,
+    AuthMethod, ClientSecret, CompiledAuth, Consumer, CredentialRef, HashedCredential,
+    IntrospectionSpec, JwksSpec, JwtProviderSpec, RouteAuth, RoutePolicy, TokenSource,
+    compile_auth, compile_route_auth,
 };
 pub use model::{AuthConfig, ConsumerConfig, RouteAuthConfig};
 pub use validate::validate_auth;

@@ -20,6 +20,7 @@ pub mod duration;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod outbound_tls;
 pub mod path_template;
 pub mod rate_limit;
 pub mod resilience;

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -223,26 +222,16 @@ pub fn upstream_client_config(
     client_cert: Option<&EdgeCertificate>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<ClientConfig, PkiError> {
-    let provider = crypto_provider();
-    let verifier =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider.clone())
-            .build()?;
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_webpki_verifier(verifier);
-    let mut config = match client_cert {
-        Some(cert) => {
-            builder.with_client_cert_resolver(Arc::new(FixedClientCert(cert.key.clone())))
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn;
-    Ok(config)
+    crate::outbound::outbound_client_config(
+        crate::outbound::OutboundTrust::Bundle(roots),
+        client_cert,
+        alpn,
+    )
 }
 
 /// Always presents the same client certificate.
 #[derive(Debug)]
-struct FixedClientCert(Arc<CertifiedKey>);
+pub(crate) struct FixedClientCert(pub(crate) Arc<CertifiedKey>);
 
 impl rustls::client::ResolvesClientCert for FixedClientCert {
     fn resolve(

@@ -40,6 +40,7 @@ mod files;
 mod identity;
 mod inspect;
 mod leaf;
+mod outbound;
 mod pem_text;
 mod pkcs8;
 mod profile;
@@ -62,6 +63,7 @@ pub use files::{CaFiles, LeafFiles, init_ca_dir, issue_leaf_to_dir};
 pub use identity::{PeerIdentity, peer_spiffe_id};
 pub use inspect::{CertInfo, inspect, inspect_chain};
 pub use leaf::{CertifiedLeaf, LeafRequest};
+pub use outbound::{HandshakeFailure, OutboundTrust, handshake_failure, outbound_client_config};
 pub use profile::{
     DEFAULT_BACKDATE, DEFAULT_INTERMEDIATE_LIFETIME, DEFAULT_LEAF_LIFETIME, DEFAULT_ROOT_LIFETIME,
     KeyAlgorithm, Validity,

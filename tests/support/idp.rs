@@ -1,8 +1,9 @@
 //! A test identity provider on 127.0.0.1:0 that follows the RFCs the gateway relies on: a JWKS
 //! endpoint (RFC 7517, `GET /jwks`) whose key set a test can replace, and an OAuth 2.0 token
 //! introspection endpoint (RFC 7662, `POST /introspect`, client authentication with HTTP Basic)
-//! answering from a table of tokens. Both count their calls so tests can assert caching and
-//! rate limits; [`SigningKey`] loads the fixture keys and signs tokens.
+//! answering from a table of tokens, over plain HTTP or HTTPS ([`TestIdp::start_https`]). Both
+//! count their calls so tests can assert caching and rate limits; [`SigningKey`] loads the
+//! fixture keys and signs tokens.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -33,11 +34,14 @@ struct IdpState {
     jwks_fetches: AtomicUsize,
     introspection_calls: AtomicUsize,
     changed: Notify,
+    /// TLS handshakes that failed (wrong CA, expired certificate, …), as the server saw them.
+    tls_failures: AtomicUsize,
 }
 
 /// A running test IdP.
 pub struct TestIdp {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<IdpState>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -49,7 +53,18 @@ impl Drop for TestIdp {
 }
 
 impl TestIdp {
+    /// Plain HTTP.
     pub async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// HTTPS with this server config (see `tls::server_config`).
+    pub async fn start_https(config: rustls::ServerConfig) -> Self {
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(IdpState {
@@ -58,6 +73,7 @@ impl TestIdp {
             jwks_fetches: AtomicUsize::new(0),
             introspection_calls: AtomicUsize::new(0),
             changed: Notify::new(),
+            tls_failures: AtomicUsize::new(0),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -66,26 +82,58 @@ impl TestIdp {
                     continue;
                 };
                 let state = serving.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                        service_fn(move |req| {
+                            let state = state.clone();
+                            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                        })
+                    };
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(tls) => {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                            Err(_) => {
+                                state.tls_failures.fetch_add(1, Ordering::SeqCst);
+                                state.changed.notify_waiters();
+                            }
+                        },
+                    }
                 });
             }
         });
-        Self { addr, state, task }
+        Self {
+            addr,
+            scheme,
+            state,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn jwks_url(&self) -> String {
-        format!("http://{}/jwks", self.addr)
+        format!("{}://{}/jwks", self.scheme, self.addr)
     }
 
     pub fn introspection_url(&self) -> String {
-        format!("http://{}/introspect", self.addr)
+        format!("{}://{}/introspect", self.scheme, self.addr)
+    }
+
+    /// TLS handshakes the server refused or that the client aborted.
+    pub fn tls_failures(&self) -> usize {
+        self.state.tls_failures.load(Ordering::SeqCst)
     }
 
     /// Publish these JWKs as the key set.

@@ -4,7 +4,7 @@
 //! the temporary directory, never to the test output.
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -21,6 +21,21 @@ pub struct RedisServer {
     dir: TempDir,
     port: u16,
     child: Option<Child>,
+    /// Extra `redis-server` arguments (TLS, ACL users).
+    extra: Vec<String>,
+    /// The TLS port, when started with [`RedisServer::start_tls`].
+    tls_port: Option<u16>,
+}
+
+/// How [`RedisServer::start_tls`] secures Redis.
+pub struct RedisTls<'a> {
+    /// Server certificate and key.
+    pub server: &'a crate::tls::IssuedFiles,
+    /// The CA that signed it (Redis also wants one to verify client certificates by).
+    pub ca: &'a Path,
+    /// The only ACL user allowed in (the `default` user is switched off).
+    pub user: &'a str,
+    pub password: &'a str,
 }
 
 impl RedisServer {
@@ -31,9 +46,58 @@ impl RedisServer {
             dir,
             port: free_port(),
             child: None,
+            extra: Vec::new(),
+            tls_port: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// Redis with TLS on a second port (client certificates not required) and one ACL user
+    /// with a password; the plain port stays for readiness checks, which get `NOAUTH`.
+    pub async fn start_tls(tls: &RedisTls<'_>) -> Self {
+        let dir = tempfile::tempdir().expect("redis temp dir");
+        let tls_port = free_port();
+        let path = |p: &Path| p.display().to_string();
+        let extra = [
+            "--tls-port".to_string(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            path(&tls.server.cert),
+            "--tls-key-file".into(),
+            path(&tls.server.key),
+            "--tls-ca-cert-file".into(),
+            path(tls.ca),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--user".into(),
+            tls.user.into(),
+            "on".into(),
+            format!(">{}", tls.password),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+        ];
+        let mut server = Self {
+            dir,
+            port: free_port(),
+            child: None,
+            extra: extra.to_vec(),
+            tls_port: Some(tls_port),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` (servers from [`RedisServer::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}",
+            self.tls_port.expect("started with start_tls")
+        )
     }
 
     pub fn port(&self) -> u16 {
@@ -129,6 +193,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -165,7 +230,8 @@ impl RedisServer {
             stream.write_all(b"PING\r\n").await.ok()?;
             let mut buf = [0u8; 16];
             let n = stream.read(&mut buf).await.ok()?;
-            buf[..n].starts_with(b"+PONG").then_some(())
+            // A server that requires AUTH answers, too: it is up.
+            (buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")).then_some(())
         };
         tokio::time::timeout(Duration::from_secs(1), probe)
             .await

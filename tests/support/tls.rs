@@ -340,3 +340,59 @@ pub async fn mesh_get(
         .to_bytes();
     Ok((status, body))
 }
+
+impl TestCa {
+    /// A server certificate for these names (DNS names or IP addresses) that expired
+    /// yesterday.
+    pub fn expired_server(&self, names: &[&str]) -> IssuedFiles {
+        let files = self.server(names);
+        let key = KeyPair::from_pem(&std::fs::read_to_string(&files.key).unwrap()).unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("x"));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(30);
+        params.not_after = now - time::Duration::days(1);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        files
+    }
+}
+
+/// A rustls server config presenting `files` (HTTP/1.1 and h2 by ALPN); when `client_ca` is
+/// given, a client certificate from it is required.
+pub fn server_config(files: &IssuedFiles, client_ca: Option<&TestCa>) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for r in ca.roots() {
+                roots.add(r).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}

@@ -15,6 +15,7 @@ use super::model::{
     JwksConfig, JwtProviderConfig, RouteAuthConfig, TokenSourceConfig,
 };
 use crate::model::Config;
+use crate::outbound_tls::OutboundTlsConfig;
 
 /// Upstream headers that carry the authenticated identity; whatever a client sends under these
 /// names is removed on every route so that it cannot be spoofed.
@@ -134,6 +135,10 @@ pub struct JwksSpec {
     pub timeout: Duration,
     /// Algorithms for keys that do not name one (and the only ones accepted at all).
     pub algorithms: Vec<Algorithm>,
+    /// How an `https://` URL's server is verified (`None`: the platform's trust store).
+    pub tls: Option<OutboundTlsConfig>,
+    /// Where it is configured (`auth.jwt[0].jwks`), for log messages.
+    pub field: String,
 }
 
 /// A JWT issuer ready to verify tokens.
@@ -163,8 +168,12 @@ pub struct JwtProviderSpec {
 pub struct IntrospectionSpec {
     pub name: Arc<str>,
     pub endpoint: Uri,
+    /// How an `https://` endpoint's server is verified (`None`: the platform's trust store).
+    pub tls: Option<OutboundTlsConfig>,
+    /// Where it is configured (`auth.introspection[0]`), for log messages.
+    pub field: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: ClientSecret,
     pub timeout: Duration,
     pub token: TokenSource,
     pub max_token_size: usize,
@@ -175,6 +184,15 @@ pub struct IntrospectionSpec {
     pub consumer_required: bool,
     pub forward_claims: Vec<(String, HeaderName)>,
     pub source: IntrospectionConfig,
+}
+
+/// Where the gateway's OAuth client secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSecret {
+    /// Written in the config (possibly substituted from `${ENV}`).
+    Value(String),
+    /// Read from this file when the endpoint's client is built (reloads re-read it).
+    File(String),
 }
 
 /// Limits on Argon2 work.
@@ -259,12 +277,20 @@ pub fn compile_auth(config: &Config) -> Arc<CompiledAuth> {
     let jwt: HashMap<String, Arc<JwtProviderSpec>> = auth
         .jwt
         .iter()
-        .filter_map(|p| Some((p.name.clone(), Arc::new(compile_jwt(p)?))))
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let spec = compile_jwt(p, &format!("auth.jwt[{i}]"))?;
+            Some((p.name.clone(), Arc::new(spec)))
+        })
         .collect();
     let introspection: HashMap<String, Arc<IntrospectionSpec>> = auth
         .introspection
         .iter()
-        .filter_map(|p| Some((p.name.clone(), Arc::new(compile_introspection(p)?))))
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let spec = compile_introspection(p, format!("auth.introspection[{i}]"))?;
+            Some((p.name.clone(), Arc::new(spec)))
+        })
         .collect();
     let mut identity_headers: Vec<HeaderName> = IDENTITY_HEADERS.to_vec();
     let forwarded = jwt
@@ -389,7 +415,7 @@ fn forward_claims(map: &std::collections::BTreeMap<String, String>) -> Vec<(Stri
         .collect()
 }
 
-fn compile_jwt(p: &JwtProviderConfig) -> Option<JwtProviderSpec> {
+fn compile_jwt(p: &JwtProviderConfig, field: &str) -> Option<JwtProviderSpec> {
     let algorithms: Vec<Algorithm> = p
         .algorithms
         .iter()
@@ -401,7 +427,7 @@ fn compile_jwt(p: &JwtProviderConfig) -> Option<JwtProviderSpec> {
         .filter_map(|k| super::validate::static_key(k).ok().map(Arc::new))
         .collect();
     let jwks = match &p.jwks {
-        Some(j) => Some(jwks_spec(j, &algorithms)?),
+        Some(j) => Some(jwks_spec(j, &algorithms, format!("{field}.jwks"))?),
         None => None,
     };
     Some(JwtProviderSpec {
@@ -424,22 +450,31 @@ fn compile_jwt(p: &JwtProviderConfig) -> Option<JwtProviderSpec> {
     })
 }
 
-fn jwks_spec(j: &JwksConfig, algorithms: &[Algorithm]) -> Option<JwksSpec> {
+fn jwks_spec(j: &JwksConfig, algorithms: &[Algorithm], field: String) -> Option<JwksSpec> {
     Some(JwksSpec {
         url: j.url.parse().ok()?,
         refresh_interval: j.refresh_interval.get(),
         min_refetch_interval: j.min_refetch_interval.get(),
         timeout: j.timeout.get(),
         algorithms: algorithms.to_vec(),
+        tls: j.tls.clone(),
+        field,
     })
 }
 
-fn compile_introspection(p: &IntrospectionConfig) -> Option<IntrospectionSpec> {
+fn compile_introspection(p: &IntrospectionConfig, field: String) -> Option<IntrospectionSpec> {
+    let client_secret = match (&p.client_secret, &p.client_secret_file) {
+        (Some(secret), None) => ClientSecret::Value(secret.clone()),
+        (None, Some(file)) => ClientSecret::File(file.clone()),
+        _ => return None,
+    };
     Some(IntrospectionSpec {
         name: p.name.as_str().into(),
         endpoint: p.endpoint.parse().ok()?,
+        tls: p.tls.clone(),
+        field,
         client_id: p.client_id.clone(),
-        client_secret: p.client_secret.clone(),
+        client_secret,
         timeout: p.timeout.get(),
         token: (&p.token).into(),
         max_token_size: p.max_token_size,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::outbound_tls::OutboundTlsConfig;
 
 /// The realm named in `WWW-Authenticate` challenges.
 pub const DEFAULT_REALM: &str = "meshgate";
@@ -181,11 +182,14 @@ pub struct JwtProviderConfig {
     pub cache_size: u64,
 }
 
-/// A JSON Web Key Set fetched over HTTP.
+/// A JSON Web Key Set fetched over HTTPS (or plain HTTP on a trusted network).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     pub url: String,
+    /// How an `https://` URL's server is verified; default: the platform's trust store.
+    #[serde(default)]
+    pub tls: Option<OutboundTlsConfig>,
     #[serde(default = "default_jwks_refresh_interval")]
     pub refresh_interval: HumanDuration,
     #[serde(default = "default_jwks_min_refetch_interval")]
@@ -215,8 +219,16 @@ pub struct StaticKeyConfig {
 pub struct IntrospectionConfig {
     pub name: String,
     pub endpoint: String,
+    /// How an `https://` endpoint's server is verified; default: the platform's trust store.
+    #[serde(default)]
+    pub tls: Option<OutboundTlsConfig>,
     pub client_id: String,
-    pub client_secret: String,
+    /// The client secret itself (write `${ENV_VAR}` to take it from the environment) …
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// … or a file holding it (a mounted secret; one trailing newline is ignored).
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
     #[serde(default = "default_idp_timeout")]
     pub timeout: HumanDuration,
     #[serde(default)]

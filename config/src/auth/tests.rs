@@ -137,10 +137,6 @@ fn each_bad_auth_config_reports_its_field_path() {
             "auth.jwt[0].keys[0].alg",
         ),
         (
-            "auth: { jwt: [{ name: x, algorithms: [RS256], jwks: { url: 'https://idp.example/jwks' } }] }".into(),
-            "auth.jwt[0].jwks.url",
-        ),
-        (
             "auth: { jwt: [{ name: x, algorithms: [RS256], jwks: { url: 'idp/jwks' } }] }".into(),
             "auth.jwt[0].jwks.url",
         ),
@@ -163,6 +159,34 @@ fn each_bad_auth_config_reports_its_field_path() {
         (
             "auth: { introspection: [{ name: o, endpoint: 'http://i/x', client_id: '', client_secret: s }] }".into(),
             "auth.introspection[0].client_id",
+        ),
+        (
+            "auth: { introspection: [{ name: o, endpoint: 'http://i/x', client_id: c }] }".into(),
+            "auth.introspection[0]",
+        ),
+        (
+            "auth: { introspection: [{ name: o, endpoint: 'https://i/x', client_id: c, client_secret: s, client_secret_file: /f }] }".into(),
+            "auth.introspection[0]",
+        ),
+        (
+            "auth: { introspection: [{ name: o, endpoint: 'https://i/x', client_id: c, client_secret_file: '' }] }".into(),
+            "auth.introspection[0].client_secret_file",
+        ),
+        (
+            "auth: { introspection: [{ name: o, endpoint: 'http://i/x', tls: {}, client_id: c, client_secret: s }] }".into(),
+            "auth.introspection[0].tls",
+        ),
+        (
+            "auth: { jwt: [{ name: x, algorithms: [RS256], jwks: { url: 'https://i/j', tls: { server_name: 'a b' } } }] }".into(),
+            "auth.jwt[0].jwks.tls.server_name",
+        ),
+        (
+            "auth: { jwt: [{ name: x, algorithms: [RS256], jwks: { url: 'https://i/j', tls: { client_certificate: { cert: c.pem, key: '' } } } }] }".into(),
+            "auth.jwt[0].jwks.tls.client_certificate.key",
+        ),
+        (
+            "auth: { jwt: [{ name: x, algorithms: [RS256], jwks: { url: 'ftp://i/j' } }] }".into(),
+            "auth.jwt[0].jwks.url",
         ),
         ("auth: { secret_hashing: { max_concurrent: 0 } }".into(), "auth.secret_hashing.max_concurrent"),
         ("auth: { realm: 'a\"b' }".into(), "auth.realm"),
@@ -205,6 +229,50 @@ fn each_bad_auth_config_reports_its_field_path() {
             "expected a problem at {path}, got {found:#?}\nin:\n{text}"
         );
     }
+}
+
+#[test]
+fn https_identity_providers_with_tls_settings_compile() {
+    let text = r#"
+listeners: [{ name: main, address: "127.0.0.1:0" }]
+auth:
+  jwt:
+    - name: idp
+      algorithms: [RS256]
+      jwks:
+        url: "https://idp.example/jwks"
+        tls: { ca: /etc/idp-ca.pem, server_name: idp.internal }
+  introspection:
+    - name: o
+      endpoint: "https://idp.example/introspect"
+      client_id: gw
+      client_secret_file: /run/secrets/introspection
+    - name: p
+      endpoint: "https://idp.example/introspect"
+      client_id: gw
+      client_secret: "${SECRET}"
+"#;
+    let config = parse_with_env(text, Format::Yaml, "t", &|v| {
+        (v == "SECRET").then(|| "from-env".to_string())
+    })
+    .unwrap();
+    let compiled = crate::compile(&config).unwrap();
+    let jwks = compiled.auth.jwt["idp"].jwks.as_ref().unwrap();
+    assert_eq!(jwks.field, "auth.jwt[0].jwks");
+    let tls = jwks.tls.as_ref().unwrap();
+    assert_eq!(tls.ca.as_deref(), Some("/etc/idp-ca.pem"));
+    assert_eq!(tls.server_name.as_deref(), Some("idp.internal"));
+    let o = &compiled.auth.introspection["o"];
+    assert_eq!(o.field, "auth.introspection[0]");
+    assert!(o.tls.is_none());
+    assert_eq!(
+        o.client_secret,
+        super::ClientSecret::File("/run/secrets/introspection".into())
+    );
+    assert_eq!(
+        compiled.auth.introspection["p"].client_secret,
+        super::ClientSecret::Value("from-env".into())
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use super::model::{
 };
 use crate::error::{ConfigError, FieldPath};
 use crate::model::Config;
+use crate::outbound_tls::{OutboundTlsConfig, validate_outbound_tls};
 
 /// Argon2 parameters above these would let one verification take seconds or gigabytes.
 pub const MAX_ARGON2_M_COST_KIB: u32 = 256 * 1024;
@@ -181,13 +182,29 @@ impl AuthValidator {
         }
     }
 
-    fn idp_url(&mut self, url: &str, path: &FieldPath) {
+    /// An identity provider's URL and its `tls:` block (only meaningful for `https://`).
+    fn idp_url(
+        &mut self,
+        url: &str,
+        tls: Option<&OutboundTlsConfig>,
+        url_path: &FieldPath,
+        tls_path: &FieldPath,
+    ) {
         match url.parse::<http::Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
-            Ok(uri) if uri.scheme_str() == Some("https") => self.push(path.error(
-                "https identity providers need the TLS client, which this build does not have yet; use http:// on a trusted network",
-            )),
-            _ => self.push(path.error(format!("{url:?} is not an absolute http:// URL"))),
+            Ok(uri) if uri.host().is_some() && uri.scheme_str() == Some("https") => {}
+            Ok(uri) if uri.host().is_some() && uri.scheme_str() == Some("http") => {
+                if tls.is_some() {
+                    self.push(tls_path.error(format!(
+                        "{url:?} is plain http://; tls applies to https:// URLs only"
+                    )));
+                }
+            }
+            _ => self.push(url_path.error(format!(
+                "{url:?} is not an absolute https:// (or http://) URL"
+            ))),
+        }
+        if let Some(tls) = tls {
+            self.errors.extend(validate_outbound_tls(tls, tls_path));
         }
     }
 
@@ -224,7 +241,7 @@ impl AuthValidator {
         }
         if let Some(j) = &p.jwks {
             let jp = path.field("jwks");
-            self.idp_url(&j.url, &jp.field("url"));
+            self.idp_url(&j.url, j.tls.as_ref(), &jp.field("url"), &jp.field("tls"));
             self.positive(j.refresh_interval, &jp.field("refresh_interval"));
             self.positive(j.min_refetch_interval, &jp.field("min_refetch_interval"));
             self.positive(j.timeout, &jp.field("timeout"));
@@ -252,15 +269,29 @@ impl AuthValidator {
     }
 
     fn introspection(&mut self, p: &IntrospectionConfig, path: &FieldPath) {
-        self.idp_url(&p.endpoint, &path.field("endpoint"));
+        self.idp_url(
+            &p.endpoint,
+            p.tls.as_ref(),
+            &path.field("endpoint"),
+            &path.field("tls"),
+        );
         if p.client_id.is_empty() || p.client_id.contains(':') {
             self.push(
                 path.field("client_id")
                     .error("must be non-empty, without ':'"),
             );
         }
-        if p.client_secret.is_empty() {
-            self.push(path.field("client_secret").error("must not be empty"));
+        match (&p.client_secret, &p.client_secret_file) {
+            (Some(secret), None) if secret.is_empty() => {
+                self.push(path.field("client_secret").error("must not be empty"));
+            }
+            (None, Some(file)) if file.is_empty() => {
+                self.push(path.field("client_secret_file").error("must name a file"));
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => self.push(path.error(
+                "set exactly one of client_secret (may be \"${ENV_VAR}\") or client_secret_file",
+            )),
         }
         self.positive(p.timeout, &path.field("timeout"));
         self.positive(p.max_ttl, &path.field("max_ttl"));

@@ -14,8 +14,10 @@ use super::model::{
     RateLimitHeadersConfig, RateLimitPolicyConfig, RedisStoreConfig, RouteRateLimitConfig,
     StoreConfig,
 };
+use crate::auth::ClientSecret;
 use crate::error::FieldPath;
 use crate::model::Config;
+use crate::outbound_tls::OutboundTlsConfig;
 
 pub type Algorithm = AlgorithmConfig;
 pub type FailureMode = FailureModeConfig;
@@ -43,6 +45,11 @@ impl CompiledRateLimiting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSpec {
     pub url: String,
+    /// `rediss://` URLs: how the server is verified (`None`: the platform's trust store).
+    pub tls: Option<OutboundTlsConfig>,
+    pub username: Option<String>,
+    /// `AUTH` password, as written or from a file (read when the store is built).
+    pub password: Option<ClientSecret>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry_interval: Duration,
@@ -280,6 +287,13 @@ pub fn compile_route_rate_limit(
 fn redis_spec(r: &RedisStoreConfig) -> RedisSpec {
     RedisSpec {
         url: r.url.clone(),
+        tls: r.tls.clone(),
+        username: r.username.clone(),
+        password: match (&r.password, &r.password_file) {
+            (Some(p), _) => Some(ClientSecret::Value(p.clone())),
+            (None, Some(f)) => Some(ClientSecret::File(f.clone())),
+            (None, None) => None,
+        },
         timeout: r.timeout.get(),
         connect_timeout: r.connect_timeout.get(),
         retry_interval: r.retry_interval.get(),

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::outbound_tls::OutboundTlsConfig;
 
 /// How long one Redis check may take before the policy's failure mode decides instead.
 pub const DEFAULT_REDIS_TIMEOUT: HumanDuration = HumanDuration::from_millis(100);
@@ -44,8 +45,20 @@ pub struct RateLimitingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisStoreConfig {
-    /// `redis://[user:password@]host[:port][/db]`.
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS.
     pub url: String,
+    /// `rediss://` only: how the server is verified; default: the platform's trust store.
+    #[serde(default)]
+    pub tls: Option<OutboundTlsConfig>,
+    /// ACL user (Redis 6+, `AUTH <username> <password>`); default: the URL's, else `default`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password (write `${ENV_VAR}`) …
+    #[serde(default)]
+    pub password: Option<String>,
+    /// … or a file holding it (one trailing newline is ignored).
+    #[serde(default)]
+    pub password_file: Option<String>,
     /// One check (one round trip); beyond it the failure mode decides.
     #[serde(default = "default_redis_timeout")]
     pub timeout: HumanDuration,

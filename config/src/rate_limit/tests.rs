@@ -179,7 +179,7 @@ rate_limiting:
 "#;
     let found = problems(&with(section, routes));
     let expected = [
-        "rate_limiting.redis.url: \"http://localhost:6379\" is not redis://[user:password@]host[:port][/db]",
+        "rate_limiting.redis.url: \"http://localhost:6379\" is not redis[s]://[user:password@]host[:port][/db]",
         "rate_limiting.redis.timeout: must be greater than zero",
         "rate_limiting.headers.limit: \"bad header\" is not a valid header name",
         "rate_limiting.policies[1].name: duplicate policy name \"a\" (first used at rate_limiting.policies[0])",
@@ -230,11 +230,11 @@ fn redis_urls() {
         "redis://cache.internal:6380/2",
         "redis://user:secret@cache:6379/0",
         "redis://[::1]:6379",
+        "rediss://cache:6379",
     ] {
         assert!(check_redis_url(ok).is_ok(), "{ok}");
     }
     for bad in [
-        "rediss://cache:6379",
         "redis://",
         "redis://cache:0",
         "redis://cache:port",
@@ -270,4 +270,40 @@ rate_limiting:
     ));
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert!(bad[0].contains("a key (consumer"), "{bad:?}");
+}
+
+#[test]
+fn redis_tls_and_credentials_are_checked_and_compiled() {
+    let route = "  - { match: { paths: [\"/\"] }, respond: {} }";
+    let bad = r#"
+rate_limiting:
+  redis: { url: "redis://cache:6379", tls: { server_name: cache.internal }, username: "", password: p, password_file: /f }
+"#;
+    let found = problems(&with(bad, route));
+    for field in [
+        "rate_limiting.redis.tls: ",
+        "rate_limiting.redis.tls.server_name: ",
+        "rate_limiting.redis: set at most one of password",
+        "rate_limiting.redis.username: ",
+    ] {
+        assert!(
+            found.iter().any(|f| f.starts_with(field)),
+            "{field} in {found:#?}"
+        );
+    }
+    let good = r#"
+rate_limiting:
+  redis: { url: "rediss://cache:6380/1", tls: { ca: /etc/redis-ca.pem }, username: gateway, password_file: /run/secrets/redis }
+"#;
+    let spec = compiled(&with(good, route))
+        .rate_limiting
+        .redis
+        .clone()
+        .unwrap();
+    assert_eq!(spec.username.as_deref(), Some("gateway"));
+    assert_eq!(
+        spec.password,
+        Some(crate::auth::ClientSecret::File("/run/secrets/redis".into()))
+    );
+    assert_eq!(spec.tls.unwrap().ca.as_deref(), Some("/etc/redis-ca.pem"));
 }

@@ -88,6 +88,37 @@ fn check_redis(r: &RedisStoreConfig, path: &FieldPath, errors: &mut Vec<ConfigEr
     if let Err(message) = check_redis_url(&r.url) {
         errors.push(path.field("url").error(message));
     }
+    if let Some(tls) = &r.tls {
+        if !r.url.starts_with("rediss://") {
+            errors.push(
+                path.field("tls").error(
+                    "tls applies to rediss:// URLs only (write rediss:// to connect over TLS)",
+                ),
+            );
+        }
+        if tls.server_name.is_some() {
+            // redis-rs checks the certificate against the URL's host and takes no override.
+            errors.push(path.field("tls").field("server_name").error(
+                "not supported for Redis: write the name the certificate lists as the URL's host",
+            ));
+        }
+        errors.extend(crate::outbound_tls::validate_outbound_tls(
+            tls,
+            &path.field("tls"),
+        ));
+    }
+    match (&r.password, &r.password_file) {
+        (Some(_), Some(_)) => errors.push(
+            path.error("set at most one of password (may be \"${ENV_VAR}\") or password_file"),
+        ),
+        (None, Some(f)) if f.is_empty() => {
+            errors.push(path.field("password_file").error("must name a file"));
+        }
+        _ => {}
+    }
+    if r.username.as_deref() == Some("") {
+        errors.push(path.field("username").error("must not be empty"));
+    }
     for (field, d) in [
         ("timeout", r.timeout),
         ("connect_timeout", r.connect_timeout),
@@ -108,11 +139,14 @@ fn check_redis(r: &RedisStoreConfig, path: &FieldPath, errors: &mut Vec<ConfigEr
     }
 }
 
-/// `redis://[user:password@]host[:port][/db]`: what the node's Redis client accepts (no TLS,
-/// no Unix sockets).
+/// `redis[s]://[user:password@]host[:port][/db]`: what the node's Redis client accepts (no
+/// Unix sockets).
 pub fn check_redis_url(url: &str) -> Result<(), String> {
-    let shape = || format!("{url:?} is not redis://[user:password@]host[:port][/db]");
-    let rest = url.strip_prefix("redis://").ok_or_else(shape)?;
+    let shape = || format!("{url:?} is not redis[s]://[user:password@]host[:port][/db]");
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+        .ok_or_else(shape)?;
     let (authority, db) = match rest.split_once('/') {
         Some((a, db)) => (a, Some(db)),
         None => (rest, None),

@@ -36,7 +36,7 @@ use meshgate_pki::PeerIdentity;
 
 use self::credentials::Found;
 use self::digest::{RandomUnavailable, SecretDigester};
-use self::idp::{IdpTransport, PlainHttp};
+use self::idp::{PlainHttp, transport_for};
 use self::introspection::IntrospectionRuntime;
 use self::jwks::JwksSource;
 use self::jwt::JwtRuntime;
@@ -82,7 +82,8 @@ pub struct AuthStats {
 
 /// Auth state that outlives config generations.
 pub struct AuthRuntime {
-    transport: Arc<dyn IdpTransport>,
+    /// Shared by every plain `http://` provider; `https://` ones get their own client.
+    plain: Arc<PlainHttp>,
     digester: SecretDigester,
     current: ArcSwapOption<AuthGeneration>,
 }
@@ -102,15 +103,9 @@ pub struct AuthGeneration {
 }
 
 impl AuthRuntime {
-    /// Identity providers over plain HTTP.
     pub fn new() -> Result<Self, RandomUnavailable> {
-        Self::with_transport(Arc::new(PlainHttp::new()))
-    }
-
-    /// Identity providers over `transport` (the TLS client plugs in here).
-    pub fn with_transport(transport: Arc<dyn IdpTransport>) -> Result<Self, RandomUnavailable> {
         Ok(Self {
-            transport,
+            plain: Arc::new(PlainHttp::new()),
             digester: SecretDigester::new()?,
             current: ArcSwapOption::empty(),
         })
@@ -164,8 +159,13 @@ impl AuthRuntime {
                 match sources.iter().find(|s| s.spec() == wanted) {
                     Some(existing) => existing.clone(),
                     None => {
-                        let started =
-                            Arc::new(JwksSource::start(wanted.clone(), self.transport.clone()));
+                        let transport = transport_for(
+                            &wanted.url,
+                            wanted.tls.as_ref(),
+                            &wanted.field,
+                            &self.plain,
+                        );
+                        let started = Arc::new(JwksSource::start(wanted.clone(), transport));
                         sources.push(started.clone());
                         started
                     }
@@ -177,10 +177,11 @@ impl AuthRuntime {
         for (name, spec) in &auth.introspection {
             let runtime = match previous.and_then(|p| p.introspection.get(name)) {
                 Some(old) if old.spec.source == spec.source => old.clone(),
-                _ => Arc::new(IntrospectionRuntime::new(
-                    spec.clone(),
-                    self.transport.clone(),
-                )),
+                _ => {
+                    let transport =
+                        transport_for(&spec.endpoint, spec.tls.as_ref(), &spec.field, &self.plain);
+                    Arc::new(IntrospectionRuntime::new(spec.clone(), transport))
+                }
             };
             introspection.insert(name.clone(), runtime);
         }

@@ -6,6 +6,7 @@
 mod access;
 mod api_keys;
 mod cli;
+mod https;
 mod introspection;
 mod jwt;
 mod reload;

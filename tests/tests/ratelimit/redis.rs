@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use support::redis_server::RedisServer;
+use support::redis_server::{RedisServer, RedisTls};
+use support::tls::TestCa;
 use support::{NodeProcess, Proto, TestClient, TestNode, TestResponse};
 
 use super::{count, node_yaml, ok_route, sample, scrape, statuses};
@@ -280,4 +281,84 @@ async fn an_outage_and_the_recovery_are_logged_once_each() {
         let n = log.iter().filter(|l| l.contains(needle)).count();
         assert_eq!(n, 1, "{needle:?} logged {n} times:\n{}", log.join("\n"));
     }
+}
+
+/// Redis over TLS (`rediss://`, a test CA) with an ACL user whose password comes from a file.
+fn tls_section(
+    redis: &RedisServer,
+    ca: &std::path::Path,
+    password_file: &std::path::Path,
+) -> String {
+    format!(
+        "rate_limiting:\n  redis: {{ url: \"{url}\", tls: {{ ca: \"{ca}\" }}, username: gateway, password_file: \"{pw}\", timeout: 2s, retry_interval: 200ms }}\n  policies:\n    - {{ name: strict, key: client_ip, store: redis, failure_mode: closed, limits: [{{ requests: 3, per: 1h }}] }}\n",
+        url = redis.tls_url(),
+        ca = ca.display(),
+        pw = password_file.display(),
+    )
+}
+
+async fn tls_redis(ca: &TestCa) -> (RedisServer, std::path::PathBuf) {
+    let server = ca.server(&["127.0.0.1"]);
+    let redis = RedisServer::start_tls(&RedisTls {
+        server: &server,
+        ca: &ca.ca_path(),
+        user: "gateway",
+        password: "s3cret-pw",
+    })
+    .await;
+    let password_file = ca.dir.path().join("redis-password");
+    std::fs::write(&password_file, "s3cret-pw\n").unwrap();
+    (redis, password_file)
+}
+
+#[tokio::test]
+async fn limits_are_shared_over_tls_with_an_acl_user() {
+    let ca = TestCa::new("redis-ca");
+    let (redis, password_file) = tls_redis(&ca).await;
+    let section = tls_section(&redis, &ca.ca_path(), &password_file);
+    let node = TestNode::start(&node_yaml(
+        &section,
+        "",
+        &ok_route("api", "/api", "[strict]"),
+    ))
+    .await;
+    for proto in [Proto::Http1, Proto::Http2] {
+        let c = node.client(proto, "main");
+        let got = statuses(&c, "/api", &[], 5).await;
+        // failure_mode: closed: an unreachable Redis would answer 503, so these 429s are
+        // Redis's count (shared by both protocols' clients, which come from one IP).
+        let expected = if proto == Proto::Http1 {
+            vec![200, 200, 200, 429, 429]
+        } else {
+            vec![429; 5]
+        };
+        assert_eq!(got, expected, "{proto:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_redis_certificate_from_another_ca_is_refused_naming_the_setting() {
+    let ca = TestCa::new("redis-ca");
+    let other = TestCa::new("other-ca");
+    let (redis, password_file) = tls_redis(&ca).await;
+    let routes = [
+        ok_route("api", "/api", "[strict]"),
+        "  - name: open\n    match: { paths: [\"/open\"] }\n    respond: { status: 200 }\n"
+            .to_string(),
+    ]
+    .concat();
+    let section = tls_section(&redis, &other.ca_path(), &password_file);
+    // The real binary (its log is read) with its admin listener on a free port.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("meshgate.yaml");
+    let yaml = node_yaml(&section, "admin: { address: \"127.0.0.1:0\" }", &routes);
+    std::fs::write(&config, yaml).unwrap();
+    let node = NodeProcess::spawn(&config).await;
+    let c = TestClient::new(Proto::Http1, node.addr("main"));
+    // failure_mode: closed: the untrusted Redis is never used, requests needing it get 503.
+    let r = c.get("/api").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], 503);
+    assert_eq!(c.get("/open").await.status, 200);
+    node.wait_for_log("rate_limiting.redis.tls: ").await;
 }

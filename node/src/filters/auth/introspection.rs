@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::Full;
+use meshgate_actors::outbound_tls::read_secret;
 use meshgate_config::auth::{CompiledAuth, IntrospectionSpec};
 use moka::Expiry;
 use moka::future::Cache;
@@ -54,6 +55,8 @@ impl Expiry<SecretDigest, Arc<Introspected>> for AnswerExpiry {
 pub struct IntrospectionRuntime {
     pub spec: Arc<IntrospectionSpec>,
     transport: Arc<dyn IdpTransport>,
+    /// The client secret, or why it could not be read (then every call fails with that).
+    client_secret: Result<String, String>,
     cache: Cache<SecretDigest, Arc<Introspected>>,
     calls: AtomicU64,
 }
@@ -72,9 +75,17 @@ impl IntrospectionRuntime {
             .max_capacity(spec.cache_size.max(1))
             .expire_after(AnswerExpiry)
             .build();
+        let client_secret = read_secret(
+            &spec.client_secret,
+            &format!("{}.client_secret_file", spec.field),
+        );
+        if let Err(reason) = &client_secret {
+            tracing::error!(endpoint = %spec.endpoint, error = %reason, "introspection client secret unreadable; its tokens are refused until it is fixed");
+        }
         Self {
             spec,
             transport,
+            client_secret,
             cache,
             calls: AtomicU64::new(0),
         }
@@ -122,12 +133,9 @@ impl IntrospectionRuntime {
             .append_pair("token_type_hint", "access_token")
             .finish();
         // RFC 6749 §2.3.1: client id and secret are form-encoded, then used as Basic credentials.
+        let secret = self.client_secret.as_deref().map_err(Clone::clone)?;
         let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let basic = STANDARD.encode(format!(
-            "{}:{}",
-            encode(&spec.client_id),
-            encode(&spec.client_secret)
-        ));
+        let basic = STANDARD.encode(format!("{}:{}", encode(&spec.client_id), encode(secret)));
         let req = Request::builder()
             .method(Method::POST)
             .uri(spec.endpoint.clone())

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use meshgate_actors::outbound_tls::read_secret;
 use meshgate_config::rate_limit::{Algorithm, RedisSpec, Window};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
@@ -73,12 +74,13 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(10))
             // Checks queued for the connection's writer before a sender waits (default 50).
             .set_pipeline_buffer_size(PIPELINE_BUFFER);
-        let connection = redis::Client::open(spec.url.as_str())
-            .and_then(|client| ConnectionManager::new_lazy_with_config(client, config));
+        let connection = client(&spec).and_then(|client| {
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| e.to_string())
+        });
         let connection = match connection {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::error!(url = %redact(&spec.url), error = %e, "cannot use the rate-limit Redis URL; policies with store: redis apply their failure mode");
+                tracing::error!(url = %redact(&spec.url), error = %e, "cannot use the rate-limit Redis settings; policies with store: redis apply their failure mode");
                 None
             }
         };
@@ -136,7 +138,7 @@ impl RedisStore {
                 }
                 None => Err(self.failed("unexpected reply from the rate-limit script")),
             },
-            Ok(Err(e)) => Err(self.failed(&e.to_string())),
+            Ok(Err(e)) => Err(self.failed(&explain(&e))),
             Err(_) => Err(self.failed("timed out")),
         }
     }
@@ -171,6 +173,64 @@ impl RedisStore {
             self.metrics.set_reachable(true);
             tracing::info!(url = %redact(&self.spec.url), "rate-limit Redis reachable again");
         }
+    }
+}
+
+/// The redis-rs client for `spec`: the URL with the configured ACL user and password, over TLS
+/// for `rediss://` (the configured CA, else the platform's trust store, and a client
+/// certificate when configured). Files are read now, when the store is built.
+fn client(spec: &RedisSpec) -> Result<redis::Client, String> {
+    use redis::IntoConnectionInfo;
+    let info = spec
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| format!("rate_limiting.redis.url: {e}"))?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(user) = &spec.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(secret) = &spec.password {
+        settings = settings.set_password(read_secret(secret, "rate_limiting.redis.password_file")?);
+    }
+    let info = info.set_redis_settings(settings);
+    if !spec.url.starts_with("rediss://") {
+        return redis::Client::open(info).map_err(|e| e.to_string());
+    }
+    let tls = spec.tls.clone().unwrap_or_default();
+    let read = |path: &str, field: &str| {
+        std::fs::read(path)
+            .map_err(|e| format!("rate_limiting.redis.tls.{field}: cannot read {path}: {e}"))
+    };
+    let root_cert = tls.ca.as_deref().map(|p| read(p, "ca")).transpose()?;
+    let client_tls = match &tls.client_certificate {
+        Some(c) => Some(redis::ClientTlsConfig {
+            client_cert: read(&c.cert, "client_certificate.cert")?,
+            client_key: read(&c.key, "client_certificate.key")?,
+        }),
+        None => None,
+    };
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| format!("rate_limiting.redis.tls: {e}"))
+}
+
+/// A failed call in words: a TLS handshake failure names the setting to fix.
+fn explain(error: &redis::RedisError) -> String {
+    if let Some(failure) = meshgate_pki::handshake_failure(error) {
+        return format!("rate_limiting.redis.tls: {failure}");
+    }
+    let text = error.to_string();
+    // redis-rs keeps I/O errors out of its source chain: recognise rustls's own words.
+    if text.contains("invalid peer certificate") || text.contains("received fatal alert") {
+        format!("rate_limiting.redis.tls: TLS handshake failed: {text}")
+    } else {
+        text
     }
 }
 
