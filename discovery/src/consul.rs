@@ -1,4 +1,4 @@
-//! Consul over its HTTP API, as CONSUL-API.md specifies: health blocking queries for discovery,
+//! Consul over its HTTP API, as docs/consul.md describes: health blocking queries for discovery,
 //! agent service registration with a TTL check for the local service, and the Connect CA's
 //! roots and leaf certificates for the mesh identity. Control plane only; it must never
 //! special-case the in-repo Consul double.

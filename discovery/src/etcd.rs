@@ -1,6 +1,8 @@
-//! etcd as a registry, in etcd's own `naming/endpoints` format (CONSUL-API.md §8): discovery
-//! by prefix get + watch, registration as a key under a lease kept alive in the background.
+//! etcd as a registry, in etcd's own `naming/endpoints` format (docs/discovery.md, "etcd"):
+//! discovery by prefix get + watch, registration as a key under a lease kept alive in the
+//! background, both over meshgate's own etcd v3 client (`client`).
 
+mod client;
 mod registration;
 mod watch;
 
@@ -11,12 +13,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Endpoint;
-use crate::error::{Backend, DiscoveryError};
 
+pub use client::{EtcdClient, LeaseKeepAlive, WatchStream, proto};
 pub use registration::{EtcdRegistration, EtcdRegistrationHandle};
 pub use watch::{EtcdWatch, EtcdWatchConfig};
 
@@ -50,102 +51,8 @@ impl EtcdConfig {
         }
     }
 
-    pub(crate) async fn connect(&self) -> Result<Client, DiscoveryError> {
-        if self.endpoints.is_empty() {
-            return Err(DiscoveryError::config(
-                Backend::Etcd,
-                "no etcd endpoints configured",
-            ));
-        }
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.connect_timeout)
-            .with_keep_alive(self.keep_alive_interval, self.request_timeout)
-            .with_keep_alive_while_idle(true);
-        self.call("connect", Client::connect(&self.endpoints, Some(options)))
-            .await
-    }
-
-    /// Runs one etcd call under `request_timeout`, mapping failures to `DiscoveryError`.
-    pub(crate) async fn call<T>(
-        &self,
-        what: &str,
-        call: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, DiscoveryError> {
-        match tokio::time::timeout(self.request_timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.error(what, &error)),
-            Err(_) => Err(DiscoveryError::Timeout {
-                backend: Backend::Etcd,
-                target: format!("{} ({what})", self.target()),
-                after: self.request_timeout,
-            }),
-        }
-    }
-
-    pub(crate) fn error(&self, what: &str, error: &etcd_client::Error) -> DiscoveryError {
-        let target = format!("{} ({what})", self.target());
-        match error {
-            etcd_client::Error::InvalidArgs(reason) => {
-                DiscoveryError::config(Backend::Etcd, reason.clone())
-            }
-            etcd_client::Error::InvalidUri(reason) => {
-                DiscoveryError::config(Backend::Etcd, format!("endpoint URL: {reason}"))
-            }
-            etcd_client::Error::GRpcStatus(status) => {
-                grpc_error(target, status.code() as i32, status.message())
-            }
-            other => DiscoveryError::Unreachable {
-                backend: Backend::Etcd,
-                target,
-                reason: crate::error::error_chain(other),
-            },
-        }
-    }
-
     pub(crate) fn target(&self) -> String {
         self.endpoints.join(",")
-    }
-}
-
-/// gRPC status codes (grpc/doc/statuscodes.md), stable by specification.
-mod grpc_code {
-    pub const INVALID_ARGUMENT: i32 = 3;
-    pub const DEADLINE_EXCEEDED: i32 = 4;
-    pub const PERMISSION_DENIED: i32 = 7;
-    pub const FAILED_PRECONDITION: i32 = 9;
-    pub const UNAVAILABLE: i32 = 14;
-    pub const UNAUTHENTICATED: i32 = 16;
-}
-
-fn grpc_error(target: String, code: i32, message: &str) -> DiscoveryError {
-    let body = message.to_owned();
-    let status = u16::try_from(code).unwrap_or(u16::MAX);
-    match code {
-        grpc_code::INVALID_ARGUMENT
-        | grpc_code::PERMISSION_DENIED
-        | grpc_code::UNAUTHENTICATED
-        | grpc_code::FAILED_PRECONDITION => DiscoveryError::Rejected {
-            backend: Backend::Etcd,
-            target,
-            status,
-            body,
-        },
-        grpc_code::DEADLINE_EXCEEDED => DiscoveryError::Timeout {
-            backend: Backend::Etcd,
-            target,
-            after: Duration::ZERO,
-        },
-        grpc_code::UNAVAILABLE => DiscoveryError::Unreachable {
-            backend: Backend::Etcd,
-            target,
-            reason: body,
-        },
-        _ => DiscoveryError::Server {
-            backend: Backend::Etcd,
-            target,
-            status,
-            body,
-        },
     }
 }
 

@@ -27,6 +27,8 @@ pub use consul::{
 pub use dns::{DnsQuery, DnsWatch, DnsWatchConfig};
 pub use endpoint::{Endpoint, EndpointSet};
 pub use error::{Backend, DiscoveryError};
-pub use etcd::{EtcdConfig, EtcdRegistration, EtcdRegistrationHandle, EtcdWatch, EtcdWatchConfig};
+pub use etcd::{
+    EtcdClient, EtcdConfig, EtcdRegistration, EtcdRegistrationHandle, EtcdWatch, EtcdWatchConfig,
+};
 pub use source::{AnySource, EndpointSource, SourceEvent, drive_source};
 pub use static_list::StaticSource;

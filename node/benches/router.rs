@@ -1,6 +1,6 @@
 //! Route matching cost against table size: 10, 1,000 and 10,000 routes, one lookup through
-//! `meshgate::router::find_route`. The goal (BENCH.md) is a flat cost: 10,000 routes within
-//! 5% of 10.
+//! `meshgate::router::find_route`. The goal (docs/performance.md, "Goals") is a flat cost:
+//! 10,000 routes within 5% of 10.
 
 use std::hint::black_box;
 

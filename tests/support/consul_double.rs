@@ -1,6 +1,6 @@
-//! An in-process double of the Consul agent's HTTP API, faithful to CONSUL-API.md: health
-//! blocking queries, agent registration with TTL checks, the critical-service reaper, ACL
-//! tokens and plain-text errors, on tokio time; and the Connect CA's roots and leaves
+//! An in-process double of the Consul agent's HTTP API, faithful to the agent's behaviour as
+//! docs/consul.md describes it: health blocking queries, agent registration with TTL checks,
+//! the critical-service reaper, ACL tokens and plain-text errors, on tokio time; and the Connect CA's roots and leaves
 //! (`connect.rs`). It must behave like a real agent, so the client under test cannot tell;
 //! test-only hooks (faults, direct catalog edits) are methods here, never HTTP endpoints.
 

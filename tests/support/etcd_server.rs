@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use etcd_client::Client;
+use meshgate_discovery::{EtcdClient, EtcdConfig};
 use tempfile::TempDir;
 
 const ETCD_BINARY: &str = "/usr/bin/etcd";
@@ -41,8 +41,10 @@ impl EtcdServer {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    pub async fn client(&self) -> Client {
-        Client::connect([self.endpoint()], None)
+    /// meshgate's own etcd client, connected to this server, for tests to read and write keys
+    /// behind the code under test's back.
+    pub async fn client(&self) -> EtcdClient {
+        EtcdClient::connect(&EtcdConfig::new([self.endpoint()]))
             .await
             .expect("connect to etcd")
     }
@@ -112,8 +114,10 @@ impl EtcdServer {
                 panic!("etcd exited with {status}; log:\n{}", self.log_tail());
             }
             let probe = async {
-                let mut client = Client::connect([self.endpoint()], None).await.ok()?;
-                client.get("meshgate-readiness-probe", None).await.ok()
+                let client = EtcdClient::connect(&EtcdConfig::new([self.endpoint()]))
+                    .await
+                    .ok()?;
+                client.get("meshgate-readiness-probe").await.ok()
             };
             if tokio::time::timeout(Duration::from_secs(1), probe)
                 .await

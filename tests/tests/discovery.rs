@@ -1,4 +1,4 @@
-//! meshgate-discovery against real components: the Consul double (CONSUL-API.md), a real etcd
+//! meshgate-discovery against real components: the Consul double (docs/consul.md), a real etcd
 //! and a real DNS server. Every wait is an awaited update with a bound; no sleep stands in for
 //! an event.
 
@@ -426,7 +426,7 @@ async fn consul_index_zero_never_turns_into_a_busy_loop() {
     double.stop().await;
 }
 
-/// The double's own contract (CONSUL-API.md §1–3), spoken raw: any drift here would let the
+/// The double's own contract (docs/consul.md §1–3), spoken raw: any drift here would let the
 /// client pass against a double that real Consul does not match.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_double_speaks_consul_plain_text_errors_and_conventions() {
@@ -746,37 +746,34 @@ async fn etcd_leases_register_and_expire() {
     );
 
     // A key written by another etcd naming/endpoints client is read too; other services not.
-    let mut raw = etcd.client().await;
+    let raw = etcd.client().await;
     raw.put(
         format!("{PREFIX}/orders/[::1]:81"),
         r#"{"Op":0,"Addr":"[::1]:81","Metadata":null}"#,
-        None,
+        0,
     )
     .await
     .unwrap();
     raw.put(
         format!("{PREFIX}/orders-v2/10.7.0.9:80"),
         r#"{"Op":0,"Addr":"10.7.0.9:80"}"#,
-        None,
+        0,
     )
     .await
     .unwrap();
     assert_eq!(next(&mut watch, "raw put").await.unwrap().len(), 3);
-    raw.delete(format!("{PREFIX}/orders/[::1]:81"), None)
+    raw.delete(format!("{PREFIX}/orders/[::1]:81"))
         .await
         .unwrap();
     assert_eq!(next(&mut watch, "raw delete").await.unwrap().len(), 2);
 
     // Kept alive past its TTL, then dropped without revoke: the lease expires (2 s TTL).
     let kept_until = tokio::time::Instant::now() + Duration::from_secs(3);
-    let mut raw_lease = raw.lease_time_to_live(a.lease_id(), None).await.unwrap();
-    assert!(raw_lease.ttl() > 0);
+    let mut raw_lease = raw.lease_time_to_live(a.lease_id()).await.unwrap();
+    assert!(raw_lease.ttl > 0);
     tokio::time::sleep_until(kept_until).await; // inherent: outlive the TTL while beating
-    raw_lease = raw.lease_time_to_live(a.lease_id(), None).await.unwrap();
-    assert!(
-        raw_lease.ttl() > 0,
-        "keep-alives hold the lease past its TTL"
-    );
+    raw_lease = raw.lease_time_to_live(a.lease_id()).await.unwrap();
+    assert!(raw_lease.ttl > 0, "keep-alives hold the lease past its TTL");
     drop(a);
     let after_expiry = converge(&mut watch, "lease expiry", |s| s.len() == 1).await;
     assert_eq!(addrs(&after_expiry), ["10.7.0.2:80"]);
@@ -872,9 +869,9 @@ async fn etcd_lease_lost_is_granted_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_compaction_while_behind_forces_a_resync() {
     let etcd = EtcdServer::start().await;
-    let mut raw = etcd.client().await;
+    let raw = etcd.client().await;
     let key = |n: usize| format!("{PREFIX}/logs/10.10.{}.{}:80", n / 250, n % 250 + 1);
-    raw.put(key(0), r#"{"Op":0,"Addr":"10.10.0.1:80"}"#, None)
+    raw.put(key(0), r#"{"Op":0,"Addr":"10.10.0.1:80"}"#, 0)
         .await
         .unwrap();
     let mut watch = etcd_watch(&etcd, "logs");
@@ -890,24 +887,13 @@ async fn etcd_compaction_while_behind_forces_a_resync() {
             n / 250,
             n % 250 + 1
         );
-        raw.put(key(n), value, None).await.unwrap();
+        raw.put(key(n), value, 0).await.unwrap();
     }
     for n in 0..200 {
-        raw.delete(key(n), None).await.unwrap();
+        raw.delete(key(n)).await.unwrap();
     }
-    let revision = raw
-        .get(key(0), None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
-    raw.compact(
-        revision,
-        Some(etcd_client::CompactionOptions::new().with_physical()),
-    )
-    .await
-    .unwrap();
+    let revision = raw.get(key(0)).await.unwrap().header.unwrap().revision;
+    raw.compact(revision, true).await.unwrap();
 
     let addr = |n: usize| key(n).rsplit('/').next().unwrap().parse().unwrap();
     let last_deleted = addr(199);

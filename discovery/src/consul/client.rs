@@ -1,4 +1,4 @@
-//! The HTTP client for one Consul agent: builds the requests of CONSUL-API.md §2–4 (§6 lives in
+//! The HTTP client for one Consul agent: builds the requests of docs/consul.md §2–4 (§6 lives in
 //! `connect.rs`), sends them over hyper with a deadline, and maps Consul's plain-text error
 //! answers to `DiscoveryError`.
 

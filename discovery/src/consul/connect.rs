@@ -1,4 +1,4 @@
-//! Consul Connect's CA through the local agent (CONSUL-API.md §6): the CA roots and a service's
+//! Consul Connect's CA through the local agent (docs/consul.md §6): the CA roots and a service's
 //! leaf certificate, with their JSON shapes. Plain (non-blocking) reads for a renewal-driven
 //! caller; parsing the PEM inside is the caller's business, not this module's.
 

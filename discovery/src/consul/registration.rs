@@ -1,5 +1,5 @@
 //! Registration of the local service in the Consul agent with a TTL check, the heartbeats that
-//! keep the check alive, and deregistration (CONSUL-API.md §2–3). The caller (the `Registrar`
+//! keep the check alive, and deregistration (docs/consul.md §2–3). The caller (the `Registrar`
 //! actor) decides when to beat and with which status; this module only speaks the protocol.
 
 use std::collections::BTreeMap;

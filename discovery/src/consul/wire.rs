@@ -1,4 +1,4 @@
-//! The JSON shapes of Consul's answers that discovery reads (CONSUL-API.md §4) and the
+//! The JSON shapes of Consul's answers that discovery reads (docs/consul.md §4) and the
 //! registration body it sends (§2). Only the fields meshgate uses are modelled; unknown fields
 //! are ignored and every field tolerates `null` or absence, as Go's encoder may emit either.
 

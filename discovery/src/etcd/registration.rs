@@ -1,22 +1,18 @@
 //! Registration of the local service in etcd: the `naming/endpoints` key under a lease, kept
 //! alive at TTL/3 by a background task that grants a new lease and writes the key again when
-//! the keep-alive stream ends or the lease is gone (CONSUL-API.md §8).
+//! the keep-alive stream ends or the lease is gone (docs/discovery.md, "Registration").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use etcd_client::{Client, PutOptions};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{EtcdConfig, NamingValue, service_prefix};
+use super::{EtcdClient, EtcdConfig, NamingValue, service_prefix};
 use crate::backoff::Backoff;
 use crate::endpoint::Endpoint;
 use crate::error::{Backend, DiscoveryError};
-
-/// gRPC `NOT_FOUND`: revoking a lease that already expired.
-const GRPC_NOT_FOUND: i32 = 5;
 
 /// The local service's key in etcd, not yet written.
 #[derive(Debug, Clone)]
@@ -28,7 +24,8 @@ pub struct EtcdRegistration {
 }
 
 impl EtcdRegistration {
-    /// §8: "Lease TTL of about 10–15 s".
+    /// Long enough that a few lost keep-alives (every TTL/3) do not drop the key, short enough
+    /// that a dead instance leaves the rotation within seconds.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 
     /// The key `<prefix>/<service>/<ip:port>` for `endpoint`, with a lease of `ttl` (whole
@@ -91,15 +88,8 @@ impl EtcdRegistration {
     /// Grants a lease, writes the key under it and starts keeping it alive. The first write's
     /// failure is returned; later failures are retried in the background.
     pub async fn register(self) -> Result<EtcdRegistrationHandle, DiscoveryError> {
-        let mut client = self.etcd.connect().await?;
-        let lease_id = grant_and_put(
-            &self.etcd,
-            &mut client,
-            &self.key,
-            &self.value,
-            self.ttl_secs,
-        )
-        .await?;
+        let client = EtcdClient::connect(&self.etcd).await?;
+        let lease_id = grant_and_put(&client, &self.key, &self.value, self.ttl_secs).await?;
         let lease = Arc::new(watch::Sender::new(lease_id));
         let regrants = Arc::new(AtomicU64::new(0));
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -177,22 +167,8 @@ impl EtcdRegistrationHandle {
             // The task stops at its next await; it never holds a half-written state.
             let _ = task.await;
         }
-        let mut client = self.etcd.connect().await?;
-        let lease_id = self.lease_id();
-        match tokio::time::timeout(self.etcd.request_timeout, client.lease_revoke(lease_id)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(etcd_client::Error::GRpcStatus(status)))
-                if status.code() as i32 == GRPC_NOT_FOUND =>
-            {
-                Ok(())
-            }
-            Ok(Err(error)) => Err(self.etcd.error("lease revoke", &error)),
-            Err(_) => Err(DiscoveryError::Timeout {
-                backend: Backend::Etcd,
-                target: self.etcd.target(),
-                after: self.etcd.request_timeout,
-            }),
-        }
+        let client = EtcdClient::connect(&self.etcd).await?;
+        client.lease_revoke(self.lease_id()).await
     }
 }
 
@@ -211,7 +187,7 @@ struct LeaseKeeper {
     value: String,
     ttl_secs: i64,
     interval: Duration,
-    client: Client,
+    client: EtcdClient,
     lease: Arc<watch::Sender<i64>>,
     regrants: Arc<AtomicU64>,
     backoff: Backoff,
@@ -229,25 +205,14 @@ impl LeaseKeeper {
 
     /// Keeps `lease_id` alive until that fails; returns why.
     async fn keep_alive(&mut self, lease_id: i64) -> String {
-        let (mut keeper, mut stream) = match self
-            .etcd
-            .call("lease keep-alive", self.client.lease_keep_alive(lease_id))
-            .await
-        {
-            Ok(pair) => pair,
+        let mut keep_alive = match self.client.lease_keep_alive(lease_id).await {
+            Ok(keep_alive) => keep_alive,
             Err(error) => return error.to_string(),
         };
         loop {
             tokio::time::sleep(self.interval).await;
-            if let Err(error) = keeper.keep_alive().await {
-                return self.etcd.error("lease keep-alive", &error).to_string();
-            }
-            match tokio::time::timeout(self.etcd.request_timeout, stream.message()).await {
-                Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
-                Ok(Ok(Some(_))) => return "the lease expired".to_owned(),
-                Ok(Ok(None)) => return "the keep-alive stream ended".to_owned(),
-                Ok(Err(error)) => return self.etcd.error("lease keep-alive", &error).to_string(),
-                Err(_) => return "no keep-alive answer in time".to_owned(),
+            if let Err(error) = keep_alive.renew().await {
+                return error.to_string();
             }
         }
     }
@@ -256,15 +221,9 @@ impl LeaseKeeper {
     async fn register_again(&mut self) {
         loop {
             let attempt = async {
-                let mut client = self.etcd.connect().await?;
-                let lease_id = grant_and_put(
-                    &self.etcd,
-                    &mut client,
-                    &self.key,
-                    &self.value,
-                    self.ttl_secs,
-                )
-                .await?;
+                let client = EtcdClient::connect(&self.etcd).await?;
+                let lease_id =
+                    grant_and_put(&client, &self.key, &self.value, self.ttl_secs).await?;
                 Ok::<_, DiscoveryError>((client, lease_id))
             };
             match attempt.await {
@@ -287,17 +246,12 @@ impl LeaseKeeper {
 }
 
 async fn grant_and_put(
-    etcd: &EtcdConfig,
-    client: &mut Client,
+    client: &EtcdClient,
     key: &str,
     value: &str,
     ttl_secs: i64,
 ) -> Result<i64, DiscoveryError> {
-    let lease = etcd
-        .call("lease grant", client.lease_grant(ttl_secs, None))
-        .await?;
-    let options = PutOptions::new().with_lease(lease.id());
-    etcd.call("put", client.put(key, value, Some(options)))
-        .await?;
-    Ok(lease.id())
+    let lease = client.lease_grant(ttl_secs).await?;
+    client.put(key, value, lease.id).await?;
+    Ok(lease.id)
 }

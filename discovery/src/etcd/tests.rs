@@ -88,3 +88,40 @@ fn registration_keys_and_ttls() {
     );
     assert!(EtcdRegistration::new(etcd, "p", "a/b", &endpoint, Duration::from_secs(10)).is_err());
 }
+
+#[test]
+fn prefix_range_ends_as_etcd_computes_them() {
+    use super::client::prefix_end;
+    // clientv3.GetPrefixRangeEnd: the last byte below 0xff incremented, what follows dropped.
+    assert_eq!(prefix_end(b"svc/web/"), b"svc/web0".to_vec());
+    assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+    assert_eq!(prefix_end(b"a\xff\xff"), b"b".to_vec());
+    // Nothing to increment: "\0" means every key from the start key on.
+    assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    assert_eq!(prefix_end(b""), vec![0]);
+}
+
+#[test]
+fn endpoints_need_a_usable_url() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect =
+        |endpoints: Vec<&str>| runtime.block_on(EtcdClient::connect(&EtcdConfig::new(endpoints)));
+    assert!(matches!(
+        connect(vec![]),
+        Err(crate::error::DiscoveryError::Config { .. })
+    ));
+    let https = connect(vec!["https://127.0.0.1:2379"]).unwrap_err();
+    assert!(https.to_string().contains("only http://"), "{https}");
+    assert!(!https.is_transient());
+
+    // Nobody listens: transient, and the error names the endpoint.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let down = connect(vec![url.as_str()]).unwrap_err();
+    assert!(down.is_transient(), "{down}");
+    assert!(down.to_string().contains(&url), "{down}");
+}

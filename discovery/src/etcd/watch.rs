@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
-
-use super::{EtcdConfig, NamingValue, service_prefix};
+use super::client::proto::etcdserverpb::WatchResponse;
+use super::client::proto::mvccpb::event::EventType;
+use super::{EtcdClient, EtcdConfig, NamingValue, WatchStream, service_prefix};
 use crate::endpoint::{Endpoint, EndpointSet};
 use crate::error::{Backend, DiscoveryError};
 use crate::source::EndpointSource;
@@ -35,7 +35,7 @@ impl EtcdWatchConfig {
 pub struct EtcdWatch {
     etcd: EtcdConfig,
     key_prefix: String,
-    client: Option<Client>,
+    client: Option<EtcdClient>,
     stream: Option<WatchStream>,
     entries: BTreeMap<String, Endpoint>,
     revision: i64,
@@ -96,36 +96,23 @@ impl EtcdWatch {
     /// Reads every key under the prefix, then watches from the revision after that read.
     async fn resync(&mut self) -> Result<(), DiscoveryError> {
         self.stream = None;
-        let mut client = match &self.client {
+        let client = match &self.client {
             Some(client) => client.clone(),
             None => {
-                let client = self.etcd.connect().await?;
+                let client = EtcdClient::connect(&self.etcd).await?;
                 self.client = Some(client.clone());
                 client
             }
         };
-        let options = GetOptions::new().with_prefix().with_serializable();
-        let answer = self
-            .etcd
-            .call("get", client.get(self.key_prefix.clone(), Some(options)))
-            .await?;
-        let revision = answer.header().map_or(0, |header| header.revision());
+        let answer = client.get_prefix(&self.key_prefix).await?;
+        let revision = answer.header.as_ref().map_or(0, |header| header.revision);
         let mut entries = BTreeMap::new();
-        for kv in answer.kvs() {
-            if let Some((key, endpoint)) = parse_entry(kv.key(), kv.value()) {
+        for kv in &answer.kvs {
+            if let Some((key, endpoint)) = parse_entry(&kv.key, &kv.value) {
                 entries.insert(key, endpoint);
             }
         }
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let stream = self
-            .etcd
-            .call(
-                "watch",
-                client.watch(self.key_prefix.clone(), Some(options)),
-            )
-            .await?;
+        let stream = client.watch_prefix(&self.key_prefix, revision + 1).await?;
         self.entries = entries;
         self.revision = revision;
         self.stream = Some(stream);
@@ -134,25 +121,25 @@ impl EtcdWatch {
     }
 
     fn apply(&mut self, response: &WatchResponse) {
-        if response.canceled() {
-            if response.compact_revision() > 0 {
-                tracing::info!(prefix = %self.key_prefix, compact_revision = response.compact_revision(),
+        if response.canceled {
+            if response.compact_revision > 0 {
+                tracing::info!(prefix = %self.key_prefix, compact_revision = response.compact_revision,
                     "etcd: watch fell behind a compaction; full resync");
             } else {
-                tracing::warn!(prefix = %self.key_prefix, reason = response.cancel_reason(),
+                tracing::warn!(prefix = %self.key_prefix, reason = %response.cancel_reason,
                     "etcd: watch cancelled; full resync");
             }
             self.stream = None;
             return;
         }
-        for event in response.events() {
-            let Some(kv) = event.kv() else { continue };
-            let Ok(key) = std::str::from_utf8(kv.key()) else {
+        for event in &response.events {
+            let Some(kv) = &event.kv else { continue };
+            let Ok(key) = std::str::from_utf8(&kv.key) else {
                 continue;
             };
-            match event.event_type() {
+            match event.r#type() {
                 // A put with a value we cannot read replaces a good one: the old one is gone.
-                EventType::Put => match parse_entry(kv.key(), kv.value()) {
+                EventType::Put => match parse_entry(&kv.key, &kv.value) {
                     Some((key, endpoint)) => {
                         self.entries.insert(key, endpoint);
                     }
@@ -165,8 +152,8 @@ impl EtcdWatch {
                 }
             }
         }
-        if let Some(header) = response.header() {
-            self.revision = self.revision.max(header.revision());
+        if let Some(header) = &response.header {
+            self.revision = self.revision.max(header.revision);
         }
     }
 
@@ -200,10 +187,7 @@ impl EndpointSource for EtcdWatch {
                     tracing::info!(prefix = %self.key_prefix, "etcd: watch stream ended; full resync");
                     self.stream = None;
                 }
-                Err(error) => {
-                    let error = self.etcd.error("watch", &error);
-                    return Err(self.fail(error));
-                }
+                Err(error) => return Err(self.fail(error)),
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The double's Connect CA (CONSUL-API.md §6): `GET /v1/agent/connect/ca/roots` and
+//! The double's Connect CA (docs/consul.md §6): `GET /v1/agent/connect/ca/roots` and
 //! `GET /v1/agent/connect/ca/leaf/:service`, with certificates made by rcgen the way Consul's
 //! built-in CA makes them (EC P-256, SPIFFE URI SANs, Go's SEC1 `EC PRIVATE KEY`), the agent's
 //! leaf cache (the same leaf until its renewal point or a root change), and root rotation with
