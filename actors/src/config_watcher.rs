@@ -12,6 +12,7 @@ use notify::Watcher;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::error::ControlError;
 use crate::snapshot::NodeView;
 use crate::supervisor::SupervisorMsg;
 
@@ -50,7 +51,10 @@ pub enum ConfigWatcherMsg {
     /// Read the file again and apply it if it is what the previous read saw.
     CheckStable,
     /// Reload now; reply with the new generation or every problem found.
-    Reload(ReloadTrigger, Option<RpcReplyPort<Result<u64, String>>>),
+    Reload(
+        ReloadTrigger,
+        Option<RpcReplyPort<Result<u64, ControlError>>>,
+    ),
 }
 
 pub struct ConfigWatcherState {
@@ -133,7 +137,7 @@ impl ConfigWatcherState {
         &mut self,
         trigger: ReloadTrigger,
         text: Result<String, String>,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, ControlError> {
         let path = &self.args.path;
         let unchanged =
             matches!((&text, &self.last_text), (Ok(now), Some(before)) if now == before);
@@ -143,7 +147,10 @@ impl ConfigWatcherState {
         }
         let result = match &text {
             Ok(text) => self.load_and_apply(text).await,
-            Err(reason) => Err(reason.clone()),
+            Err(reason) => Err(ControlError::ReadConfig {
+                path: path.display().to_string(),
+                reason: reason.clone(),
+            }),
         };
         let view = &self.args.view;
         match &result {
@@ -154,28 +161,18 @@ impl ConfigWatcherState {
             }
             Err(problems) => {
                 tracing::error!(?trigger, path = %path.display(), "config rejected, still serving generation {}:\n{problems}", view.generation());
-                view.record_reload(view.generation(), Err(problems.clone()));
+                view.record_reload(view.generation(), Err(problems.to_string()));
             }
         }
         result
     }
 
-    async fn load_and_apply(&self, text: &str) -> Result<u64, String> {
+    async fn load_and_apply(&self, text: &str) -> Result<u64, ControlError> {
         let config = load_text(text, &self.args.path).map_err(|e| match e {
-            LoadError::Invalid(problems) => problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            other => other.to_string(),
+            LoadError::Invalid(problems) => ControlError::invalid(problems.0),
+            other => ControlError::invalid([other]),
         })?;
-        let compiled = compile(&config).map_err(|problems| {
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
+        let compiled = compile(&config).map_err(|problems| ControlError::invalid(problems.0))?;
         let applied = self
             .args
             .supervisor
@@ -184,11 +181,13 @@ impl ConfigWatcherState {
                 Some(APPLY_TIMEOUT),
             )
             .await
-            .map_err(|e| format!("supervisor unavailable: {e}"))?;
+            .map_err(|e| ControlError::SupervisorUnavailable(e.to_string()))?;
         match applied {
             ractor::rpc::CallResult::Success(result) => result,
-            ractor::rpc::CallResult::Timeout => Err("applying the config timed out".into()),
-            ractor::rpc::CallResult::SenderError => Err("supervisor dropped the reload".into()),
+            ractor::rpc::CallResult::Timeout => Err(ControlError::ApplyTimedOut(APPLY_TIMEOUT)),
+            ractor::rpc::CallResult::SenderError => Err(ControlError::SupervisorUnavailable(
+                "it dropped the reload".into(),
+            )),
         }
     }
 }
@@ -205,8 +204,7 @@ struct FileProbe {
 impl FileProbe {
     fn read(path: &std::path::Path) -> Self {
         let metadata = std::fs::metadata(path).ok();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config file {}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string());
         Self {
             len: metadata.as_ref().map(|m| m.len()),
             modified: metadata.and_then(|m| m.modified().ok()),

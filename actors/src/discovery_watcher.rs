@@ -2,7 +2,7 @@
 //! source (a Consul blocking query, an etcd watch, a DNS poll) and forwards every complete
 //! endpoint set — or, when the backend fails, a staleness notice — to the upstream's pool,
 //! which keeps the last known endpoints until the source recovers (the source loop retries
-//! with backoff).
+//! with backoff). The loop is linked to the actor: a panic in it reaches the supervisor.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +10,17 @@ use std::sync::Arc;
 use meshgate_config::model::DiscoveryConfig;
 use meshgate_config::model::discovery::{DnsRecordType, UpstreamDiscoveryConfig};
 use meshgate_discovery::{
-    AnySource, Backoff, ConsulClient, ConsulConfig, ConsulWatch, ConsulWatchConfig, DiscoveryError,
+    AnySource, ConsulClient, ConsulConfig, ConsulWatch, ConsulWatchConfig, DiscoveryError,
     DnsQuery, DnsWatch, DnsWatchConfig, EndpointSet, EtcdConfig, EtcdWatch, EtcdWatchConfig,
-    RateLimit, SourceEvent, drive_source,
+    RateLimit, SourceEvent, drive_source, source_backoff,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::error::ControlError;
+use crate::supervised_task::LinkedLoop;
+
+#[cfg(test)]
+mod tests;
 
 /// What a watcher tells its pool.
 #[derive(Debug, Clone)]
@@ -29,66 +34,102 @@ pub enum DiscoveryEvent {
 /// Where a watcher delivers its events.
 pub type DiscoverySink = Arc<dyn Fn(DiscoveryEvent) + Send + Sync>;
 
+/// The actor running one upstream's discovery loop as a [`LinkedLoop`]: a panic in the
+/// source or in the sink fails the actor, and the supervisor restarts it (a new source, whose
+/// first answer is the full current set) after its backoff delay.
 #[derive(Default)]
 pub struct DiscoveryWatcher;
 
+/// Where the watcher's endpoints come from.
+// Built once per watcher start and consumed by it: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum WatchSource {
+    /// The upstream's `discovery:` section and the connection it uses (what the supervisor
+    /// starts).
+    Configured {
+        source: UpstreamDiscoveryConfig,
+        connections: DiscoveryConfig,
+    },
+    /// A source built already (embedders and tests).
+    Built(AnySource),
+}
+
 pub struct DiscoveryWatcherArgs {
     pub upstream: Arc<str>,
-    pub source: UpstreamDiscoveryConfig,
-    pub connections: DiscoveryConfig,
+    pub source: WatchSource,
     pub sink: DiscoverySink,
 }
 
+#[derive(Debug)]
+pub enum DiscoveryWatcherMsg {
+    /// The discovery loop panicked or ended.
+    LoopFailed(String),
+}
+
 pub struct DiscoveryWatcherState {
-    _running: DropGuard,
+    upstream: Arc<str>,
+    _running: LinkedLoop,
 }
 
 impl Actor for DiscoveryWatcher {
-    type Msg = ();
+    type Msg = DiscoveryWatcherMsg;
     type State = DiscoveryWatcherState;
     type Arguments = DiscoveryWatcherArgs;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let source = build_source(&args.source, &args.connections)
-            .map_err(|e| format!("upstreams.{}.discovery: {e}", args.upstream))?;
-        let stop = CancellationToken::new();
-        let (events, mut received) = tokio::sync::mpsc::channel(4);
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = drive_source(source, Backoff::default(), events) => {}
-                () = stopped.cancelled() => {}
-            }
-        });
-        let sink = args.sink;
-        let upstream = args.upstream;
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    event = received.recv() => event,
-                    () = stopped.cancelled() => None,
-                };
-                match event {
-                    Some(SourceEvent::Updated(set)) => {
-                        tracing::debug!(%upstream, endpoints = set.len(), "discovered endpoints");
-                        sink(DiscoveryEvent::Updated(set));
-                    }
-                    Some(SourceEvent::Stale(error)) => {
-                        sink(DiscoveryEvent::Stale(error.to_string()))
-                    }
-                    None => break,
-                }
-            }
-        });
+        let source = match args.source {
+            WatchSource::Configured {
+                source,
+                connections,
+            } => build_source(&source, &connections).map_err(|e| {
+                ControlError::setting(format!("upstreams.{}.discovery", args.upstream), e)
+            })?,
+            WatchSource::Built(source) => source,
+        };
+        let running = LinkedLoop::spawn(
+            &myself,
+            "the discovery loop",
+            watch(source, args.upstream.clone(), args.sink),
+            DiscoveryWatcherMsg::LoopFailed,
+        );
         Ok(DiscoveryWatcherState {
-            _running: stop.drop_guard(),
+            upstream: args.upstream,
+            _running: running,
         })
     }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let DiscoveryWatcherMsg::LoopFailed(reason) = message;
+        Err(format!("upstreams.{}.discovery: {reason}", state.upstream).into())
+    }
+}
+
+/// Drive `source` (retrying with backoff) and forward each event to `sink`, in one task so
+/// that a panic in either is the loop's failure. It never ends by itself.
+async fn watch(source: AnySource, upstream: Arc<str>, sink: DiscoverySink) -> Result<(), String> {
+    let (events, mut received) = tokio::sync::mpsc::channel(4);
+    let forward = async {
+        while let Some(event) = received.recv().await {
+            match event {
+                SourceEvent::Updated(set) => {
+                    tracing::debug!(%upstream, endpoints = set.len(), "discovered endpoints");
+                    sink(DiscoveryEvent::Updated(set));
+                }
+                SourceEvent::Stale(error) => sink(DiscoveryEvent::Stale(error.to_string())),
+            }
+        }
+    };
+    tokio::join!(drive_source(source, source_backoff(), events), forward);
+    Err("the source stopped".into())
 }
 
 fn build_source(

@@ -1,5 +1,6 @@
 //! The `Listener` actor: one accept loop on an already-bound socket, handing each connection
-//! to the data plane's [`ConnectionHandler`]; and the drain that ends it gracefully.
+//! to the data plane's [`ConnectionHandler`]; and the drain that ends it gracefully. A panic
+//! in the loop fails the actor, so the supervisor sees it and restarts it.
 //!
 //! The socket and the set of live connections live in [`ListenerRuntime`], owned by the
 //! supervisor, so a restarted `Listener` keeps accepting on the same socket (no refused
@@ -13,8 +14,10 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::net::TcpStream;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::supervised_task::LinkedLoop;
 
 /// Accept backlog for every listening socket (nginx's default is 511; the kernel caps it).
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -127,36 +130,35 @@ impl ListenerRuntime {
         }
     }
 
-    fn spawn_accept_loop(self: &Arc<Self>) -> std::io::Result<CancellationToken> {
-        let listener = tokio::net::TcpListener::from_std(self.socket.try_clone()?)?;
-        let stop = CancellationToken::new();
-        let runtime = self.clone();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let mut pause = Duration::from_millis(5);
-            loop {
-                let accepted = tokio::select! {
-                    _ = stopped.cancelled() => break,
-                    _ = runtime.graceful.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                match accepted {
-                    Ok((stream, peer)) => {
-                        pause = Duration::from_millis(5);
-                        runtime.dispatch(stream, peer);
-                    }
-                    Err(e) if is_per_connection_error(&e) => continue,
-                    Err(_) if runtime.graceful.is_cancelled() => break,
-                    Err(e) => {
-                        // Out of file descriptors or memory: back off instead of spinning.
-                        tracing::error!(listener = %runtime.name, error = %e, "accept failed; pausing");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(1));
-                    }
+    /// Accept until the listener drains: `Ok(())`. An `Err` (the socket could not be
+    /// registered with the runtime) or a panic fails the owning `Listener`.
+    async fn accept_loop(self: Arc<Self>) -> Result<(), String> {
+        let listener = self
+            .socket
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|e| format!("cannot register the socket: {e}"))?;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                _ = self.graceful.cancelled() => return Ok(()),
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    pause = Duration::from_millis(5);
+                    self.dispatch(stream, peer);
+                }
+                Err(e) if is_per_connection_error(&e) => continue,
+                Err(_) if self.graceful.is_cancelled() => return Ok(()),
+                Err(e) => {
+                    // Out of file descriptors or memory: back off instead of spinning.
+                    tracing::error!(listener = %self.name, error = %e, "accept failed; pausing");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
                 }
             }
-        });
-        Ok(stop)
+        }
     }
 
     fn dispatch(&self, stream: TcpStream, peer: SocketAddr) {
@@ -183,31 +185,54 @@ fn is_per_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// The actor owning one accept loop.
+/// The actor owning one accept loop. The loop runs as a [`LinkedLoop`]: a panic in it (in
+/// the handler's `serve`, say) fails this actor, and the supervisor starts a new one on the
+/// same socket after its backoff delay.
 #[derive(Default)]
 pub struct Listener;
+
+#[derive(Debug)]
+pub enum ListenerMsg {
+    /// The accept loop panicked or ended without a drain.
+    AcceptLoopFailed(String),
+}
 
 pub struct ListenerState {
     pub runtime: Arc<ListenerRuntime>,
     /// Stops the accept loop when the actor stops, fails or is killed.
-    _accepting: DropGuard,
+    _accepting: LinkedLoop,
 }
 
 impl Actor for Listener {
-    type Msg = ();
+    type Msg = ListenerMsg;
     type State = ListenerState;
     type Arguments = Arc<ListenerRuntime>;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         runtime: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let stop = runtime.spawn_accept_loop()?;
+        let accepting = LinkedLoop::spawn(
+            &myself,
+            "the accept loop",
+            runtime.clone().accept_loop(),
+            ListenerMsg::AcceptLoopFailed,
+        );
         tracing::debug!(listener = %runtime.name, address = %runtime.local_addr, "accepting");
         Ok(ListenerState {
             runtime,
-            _accepting: stop.drop_guard(),
+            _accepting: accepting,
         })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ListenerMsg::AcceptLoopFailed(reason) = message;
+        Err(format!("listener {}: {reason}", state.runtime.name).into())
     }
 }

@@ -1,36 +1,36 @@
 //! The root `Supervisor` actor: starts the tree from a compiled config, reconciles children on
-//! every reload (bind new listeners, drain removed ones, update upstream pools), swaps the
-//! snapshot, and restarts any child that dies, with backoff. ractor's default supervisor stops
-//! when a child dies; this one never does.
+//! every reload (all or nothing: see `apply`), swaps the snapshot, and restarts any child that
+//! dies, with backoff. ractor's default supervisor stops when a child dies; this one never
+//! does.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use meshgate_backoff::Backoff;
 use meshgate_config::{CompiledConfig, UpstreamSpec};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
-use crate::backoff::Backoff;
 use crate::config_watcher::{ConfigWatcher, ConfigWatcherArgs};
+use crate::error::ControlError;
 use crate::health::{HealthChecker, HealthCheckerArgs, HealthCheckerMsg};
 use crate::listener::{ConnectionHandler, Listener, ListenerRuntime};
-use crate::snapshot::{BoundListener, NodeView, Snapshot, SnapshotExtension};
-use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs, UpstreamPoolMsg};
+use crate::snapshot::{NodeView, SnapshotExtension};
+use crate::supervised_task::{RESTART_RESET_AFTER, restart_backoff};
+use crate::upstream::{UpstreamHandle, UpstreamPool, UpstreamPoolArgs};
 
+mod apply;
 mod discovery;
 mod mesh;
+#[cfg(test)]
+mod tests;
 
 pub use mesh::CA_LISTENER;
-
-/// The first restart waits this long; each further one doubles, up to [`RESTART_CAP`].
-const RESTART_BASE: Duration = Duration::from_millis(50);
-const RESTART_CAP: Duration = Duration::from_secs(10);
-/// A child that stayed up this long starts its backoff from the beginning again.
-const RESTART_RESET_AFTER: Duration = Duration::from_secs(60);
 
 /// The name under which the admin listener appears in `/status`.
 pub const ADMIN_LISTENER: &str = "admin";
@@ -71,7 +71,7 @@ pub enum ChildKey {
 #[derive(Debug)]
 pub enum SupervisorMsg {
     /// Make this compiled config the serving one. Replies with the new generation.
-    Apply(Arc<CompiledConfig>, RpcReplyPort<Result<u64, String>>),
+    Apply(Arc<CompiledConfig>, RpcReplyPort<Result<u64, ControlError>>),
     /// Restart a child after its backoff delay.
     Restart(ChildKey),
     /// Stop accepting, drain every listener up to the deadline, then stop the tree.
@@ -159,7 +159,7 @@ impl Actor for Supervisor {
         match message {
             SupervisorMsg::Apply(config, reply) => {
                 let result = if state.shutting_down {
-                    Err("the node is shutting down".to_string())
+                    Err(ControlError::ShuttingDown)
                 } else {
                     state.apply(&myself, config).await
                 };
@@ -211,7 +211,7 @@ impl Actor for Supervisor {
         let backoff = state
             .backoff
             .entry(record.key.clone())
-            .or_insert_with(|| Backoff::new(RESTART_BASE, RESTART_CAP));
+            .or_insert_with(restart_backoff);
         if record.started.elapsed() > RESTART_RESET_AFTER {
             backoff.reset();
         }
@@ -255,327 +255,140 @@ impl SupervisorState {
         self.backoff.remove(key);
     }
 
+    /// Start `key` again after it died or did not start (unless it runs already or is no
+    /// longer wanted); a failure is retried after the next backoff delay.
     async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, key: ChildKey) {
-        let result = match &key {
-            ChildKey::ConfigWatcher => match self.config_path.clone() {
-                Some(path) => {
-                    let args = ConfigWatcherArgs {
-                        path,
-                        supervisor: myself.clone(),
-                        view: self.view.clone(),
-                        watch_file: self.config.server.watch_config,
-                    };
-                    self.spawn_child::<ConfigWatcher, _>(myself, key.clone(), || args)
-                        .await
-                        .map(|_| ())
-                }
-                None => Ok(()),
-            },
-            ChildKey::Listener(name) => match self.listeners.get(name) {
-                Some((_, runtime)) => {
-                    let runtime = runtime.clone();
-                    self.spawn_child::<Listener, _>(myself, key.clone(), || runtime)
-                        .await
-                        .map(|_| ())
-                }
-                None => Ok(()),
-            },
-            ChildKey::AdminListener => match &self.admin {
-                Some((_, runtime)) => {
-                    let runtime = runtime.clone();
-                    self.spawn_child::<Listener, _>(myself, key.clone(), || runtime)
-                        .await
-                        .map(|_| ())
-                }
-                None => Ok(()),
-            },
-            ChildKey::CertRotator => match self.cert_rotator_args() {
-                Some(args) => self
-                    .spawn_child::<crate::mesh::CertRotator, _>(myself, key.clone(), || args)
-                    .await
-                    .map(|_| ()),
-                None => Ok(()),
-            },
-            ChildKey::CaListener => match self.ca_listener_runtime() {
-                Some(runtime) => self
-                    .spawn_child::<Listener, _>(myself, key.clone(), || runtime)
-                    .await
-                    .map(|_| ()),
-                None => Ok(()),
-            },
-            ChildKey::Registrar => match self.config.registration.clone() {
-                Some(registration) => {
-                    let args = crate::registrar::RegistrarArgs {
-                        registration,
-                        connections: self.config.discovery.clone(),
-                    };
-                    self.spawn_child::<crate::registrar::Registrar, _>(myself, key.clone(), || args)
-                        .await
-                        .map(|_| ())
-                }
-                None => Ok(()),
-            },
-            ChildKey::UpstreamPool(name) => {
-                let spec = self
-                    .config
-                    .upstreams
-                    .iter()
-                    .find(|u| u.name == *name)
-                    .cloned();
-                match (spec, self.upstreams.get(name).cloned()) {
-                    (Some(spec), Some(handle)) => {
-                        let started = self
-                            .spawn_child::<UpstreamPool, _>(myself, key.clone(), || {
-                                UpstreamPoolArgs { handle, spec }
-                            })
-                            .await
-                            .map(|_| ());
-                        if started.is_ok() {
-                            self.restart_discovery_watcher(myself, name).await;
-                        }
-                        started
-                    }
-                    _ => Ok(()),
-                }
-            }
-            ChildKey::DiscoveryWatcher(name) => self.start_discovery_watcher(myself, name).await,
-            ChildKey::HealthChecker(name) => {
-                let spec = self
-                    .config
-                    .upstreams
-                    .iter()
-                    .find(|u| u.name == *name)
-                    .and_then(|u| u.resilience.health_check.clone());
-                match (spec, self.upstreams.get(name).cloned()) {
-                    (Some(spec), Some(handle)) => self
-                        .spawn_child::<HealthChecker, _>(myself, key.clone(), || {
-                            HealthCheckerArgs { handle, spec }
-                        })
-                        .await
-                        .map(|_| ()),
-                    _ => Ok(()),
-                }
-            }
-        };
-        match result {
-            Ok(()) => {
+        if self.cells.contains_key(&key) {
+            return;
+        }
+        match self.start_child(myself, &key).await {
+            Ok(true) => {
                 tracing::info!(child = ?key, "child actor restarted");
                 self.view.record_restart();
             }
-            Err(e) => {
-                let delay = self
-                    .backoff
-                    .entry(key.clone())
-                    .or_insert_with(|| Backoff::new(RESTART_BASE, RESTART_CAP))
-                    .next_delay();
-                tracing::error!(child = ?key, error = %e, retry_in = ?delay, "restart failed");
-                myself.send_after(delay, move || SupervisorMsg::Restart(key));
-            }
+            Ok(false) => {}
+            Err(e) => self.restart_later(myself, key, &e),
         }
     }
 
-    /// Reconcile the tree with `config` and publish its snapshot. Either everything needed
-    /// (new sockets) is in place and the snapshot is swapped, or nothing changes.
-    async fn apply(
+    /// Schedule a restart of `key` after its next backoff delay.
+    fn restart_later(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
-        config: Arc<CompiledConfig>,
-    ) -> Result<u64, String> {
-        refuse_removing_every_listener(&self.listeners, &config)?;
-        // 0. The mesh identity first: inbound listeners cannot serve without a certificate.
-        let mesh = self.reconcile_mesh(myself, &config).await?;
-        // 1. Read TLS files and bind every new or moved listener first: a failure of either
-        //    rejects the reload whole.
-        let mut tls = crate::tls::load_all(&config).map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        tls.extend(mesh.inbound_tls);
-        let identity = mesh.runtime.as_ref().map(|m| m.identity.clone());
-        let upstream_tls =
-            crate::tls::load_upstreams(&config, identity.as_deref()).map_err(|errors| {
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })?;
-        let mut new_listeners = Vec::new();
-        for spec in &config.listeners {
-            let address = spec.address.to_string();
-            // Same configured address, or the address this socket already holds (a port 0
-            // that a later config spells out): keep the socket.
-            let unchanged = self
-                .listeners
-                .get(&spec.name)
-                .is_some_and(|(configured, rt)| {
-                    *configured == address || rt.local_addr == spec.address
-                });
-            if !unchanged {
-                let runtime = ListenerRuntime::bind(
-                    spec.name.clone(),
-                    spec.address,
-                    self.services.proxy.clone(),
-                )
-                .map_err(|e| {
-                    format!("listeners.{}: cannot bind {}: {e}", spec.name, spec.address)
-                })?;
-                new_listeners.push((spec.name.clone(), address, runtime));
-            }
-        }
-        let mut new_admin = None;
-        if let Some(address) = config.admin
-            && self
-                .admin
-                .as_ref()
-                .is_none_or(|(a, rt)| *a != address && rt.local_addr != address)
-        {
-            let runtime =
-                ListenerRuntime::bind(ADMIN_LISTENER.into(), address, self.services.admin.clone())
-                    .map_err(|e| format!("admin.address: cannot bind {address}: {e}"))?;
-            new_admin = Some((address, runtime));
-        }
+        key: ChildKey,
+        error: &dyn Display,
+    ) {
+        let delay = self
+            .backoff
+            .entry(key.clone())
+            .or_insert_with(restart_backoff)
+            .next_delay();
+        tracing::error!(child = ?key, %error, retry_in = ?delay, "child actor did not start; retrying with backoff");
+        myself.send_after(delay, move || SupervisorMsg::Restart(key));
+    }
 
-        // 2. Upstream pools: new ones resolve their targets (or hear from discovery, within
-        //    a bound) before the snapshot names them.
-        let mut handles = Vec::with_capacity(config.upstreams.len());
-        let mut first_answers = Vec::new();
-        for (spec, tls) in config.upstreams.iter().zip(upstream_tls) {
-            let key = ChildKey::UpstreamPool(spec.name.clone());
-            match self.upstreams.get(&spec.name).cloned() {
-                Some(handle) => {
-                    self.stop_changed_watcher(spec, &config.discovery);
-                    let changed = *handle.load().spec != **spec;
-                    if changed && let Some(cell) = self.cells.get(&key) {
-                        let pool: ActorRef<UpstreamPoolMsg> = cell.clone().into();
-                        let _ = pool.cast(UpstreamPoolMsg::UpdateSpec(spec.clone()));
-                    }
-                    handles.push(handle);
-                }
-                None => {
-                    let handle = Arc::new(UpstreamHandle::new(spec.clone()));
-                    let args = UpstreamPoolArgs {
-                        handle: handle.clone(),
-                        spec: spec.clone(),
-                    };
-                    self.spawn_child::<UpstreamPool, _>(myself, key, || args)
-                        .await
-                        .map_err(|e| format!("upstreams.{}: {e}", spec.name))?;
-                    self.upstreams.insert(spec.name.clone(), handle.clone());
-                    handles.push(handle);
-                }
+    /// Start the child `key` from the current state; `Ok(false)` when the current config no
+    /// longer has it.
+    async fn start_child(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        key: &ChildKey,
+    ) -> Result<bool, ActorProcessingErr> {
+        let key = key.clone();
+        match &key {
+            ChildKey::ConfigWatcher => {
+                let Some(path) = self.config_path.clone() else {
+                    return Ok(false);
+                };
+                let args = ConfigWatcherArgs {
+                    path,
+                    supervisor: myself.clone(),
+                    view: self.view.clone(),
+                    watch_file: self.config.server.watch_config,
+                };
+                self.spawn_child::<ConfigWatcher, _>(myself, key, || args)
+                    .await?;
             }
-            if let Some(handle) = handles.last() {
-                handle.set_tls(tls);
+            ChildKey::Listener(name) => {
+                let Some((_, runtime)) = self.listeners.get(name) else {
+                    return Ok(false);
+                };
+                let runtime = runtime.clone();
+                self.spawn_child::<Listener, _>(myself, key, || runtime)
+                    .await?;
             }
-            self.reconcile_health_checker(myself, spec)
-                .await
-                .map_err(|e| format!("upstreams.{}.health_check: {e}", spec.name))?;
-            first_answers.extend(
-                self.ensure_discovery_watcher(myself, spec, &config.discovery)
-                    .await,
-            );
-        }
-        discovery::await_first_answers(first_answers).await;
-
-        // 3. Listeners: start the new ones.
-        let mut retired = Vec::new();
-        for (name, address, runtime) in new_listeners {
-            let key = ChildKey::Listener(name.clone());
-            self.stop_child(&key);
-            let rt = runtime.clone();
-            self.spawn_child::<Listener, _>(myself, key, || rt)
-                .await
-                .map_err(|e| format!("listeners.{name}: {e}"))?;
-            if let Some((_, old)) = self.listeners.insert(name, (address, runtime)) {
-                retired.push(old);
+            ChildKey::AdminListener => {
+                let Some((_, runtime)) = &self.admin else {
+                    return Ok(false);
+                };
+                let runtime = runtime.clone();
+                self.spawn_child::<Listener, _>(myself, key, || runtime)
+                    .await?;
             }
-        }
-        if let Some((address, runtime)) = new_admin {
-            self.stop_child(&ChildKey::AdminListener);
-            let rt = runtime.clone();
-            self.spawn_child::<Listener, _>(myself, ChildKey::AdminListener, || rt)
-                .await
-                .map_err(|e| format!("admin: {e}"))?;
-            if let Some((_, old)) = self.admin.replace((address, runtime)) {
-                retired.push(old);
+            ChildKey::CertRotator => {
+                let Some(args) = self.cert_rotator_args() else {
+                    return Ok(false);
+                };
+                self.spawn_child::<crate::mesh::CertRotator, _>(myself, key, || args)
+                    .await?;
             }
-            self.view.admin_address.store(Arc::new(Some(
-                self.admin.as_ref().map_or(address, |(_, r)| r.local_addr),
-            )));
-        }
-        if config.admin.is_none()
-            && let Some((_, old)) = self.admin.take()
-        {
-            self.stop_child(&ChildKey::AdminListener);
-            self.view.admin_address.store(Arc::new(None));
-            retired.push(old);
-        }
-        let removed: Vec<Arc<str>> = self
-            .listeners
-            .keys()
-            .filter(|name| !config.listeners.iter().any(|l| l.name == **name))
-            .cloned()
-            .collect();
-        for name in removed {
-            self.stop_child(&ChildKey::Listener(name.clone()));
-            if let Some((_, old)) = self.listeners.remove(&name) {
-                retired.push(old);
+            ChildKey::CaListener => {
+                let Some(runtime) = self.ca_listener_runtime() else {
+                    return Ok(false);
+                };
+                self.spawn_child::<Listener, _>(myself, key, || runtime)
+                    .await?;
             }
-        }
-
-        // 4. Swap: requests in flight finish on the old snapshot, new ones take this one.
-        self.generation += 1;
-        let bound = config
-            .listeners
-            .iter()
-            .filter_map(|l| {
-                self.listeners.get(&l.name).map(|(_, rt)| BoundListener {
-                    name: l.name.clone(),
-                    address: rt.local_addr,
+            ChildKey::Registrar => {
+                let Some(registration) = self.config.registration.clone() else {
+                    return Ok(false);
+                };
+                let args = crate::registrar::RegistrarArgs {
+                    registration,
+                    connections: self.config.discovery.clone(),
+                };
+                self.spawn_child::<crate::registrar::Registrar, _>(myself, key, || args)
+                    .await?;
+            }
+            ChildKey::UpstreamPool(name) => {
+                let (Some(spec), Some(handle)) = (
+                    self.upstream_spec(name).cloned(),
+                    self.upstreams.get(name).cloned(),
+                ) else {
+                    return Ok(false);
+                };
+                self.spawn_child::<UpstreamPool, _>(myself, key.clone(), || UpstreamPoolArgs {
+                    handle,
+                    spec,
                 })
-            })
-            .collect();
-        self.view.store(Snapshot {
-            generation: self.generation,
-            config: config.clone(),
-            upstreams: handles,
-            bound,
-            tls,
-            mesh: mesh.runtime,
-            ca_address: self.ca_bound(),
-            loaded_at: SystemTime::now(),
-            extension: self.services.extension.as_ref().map(|e| e.build(&config)),
-        });
-
-        // 5. Registration follows the new config (a changed one deregisters, then registers).
-        self.reconcile_registrar(myself, &config).await;
-
-        // 6. Forget what the new generation no longer names.
-        let gone: Vec<Arc<str>> = self
-            .upstreams
-            .keys()
-            .filter(|name| !config.upstreams.iter().any(|u| u.name == **name))
-            .cloned()
-            .collect();
-        for name in gone {
-            self.stop_discovery_watcher(&name);
-            self.stop_child(&ChildKey::HealthChecker(name.clone()));
-            self.stop_child(&ChildKey::UpstreamPool(name.clone()));
-            self.upstreams.remove(&name);
+                .await?;
+                self.restart_discovery_watcher(myself, name).await;
+            }
+            ChildKey::DiscoveryWatcher(name) => {
+                if !self.watched.contains_key(name) {
+                    return Ok(false);
+                }
+                self.start_discovery_watcher(myself, name).await?;
+            }
+            ChildKey::HealthChecker(name) => {
+                let spec = self
+                    .upstream_spec(name)
+                    .and_then(|u| u.resilience.health_check.clone());
+                let (Some(spec), Some(handle)) = (spec, self.upstreams.get(name).cloned()) else {
+                    return Ok(false);
+                };
+                self.spawn_child::<HealthChecker, _>(myself, key, || HealthCheckerArgs {
+                    handle,
+                    spec,
+                })
+                .await?;
+            }
         }
-        let drain_timeout = config.server.drain_timeout;
-        for old in retired {
-            tokio::spawn(async move {
-                let cut = old.drain(drain_timeout).await;
-                tracing::info!(listener = %old.name, address = %old.local_addr, cut_off = cut, "retired listener drained");
-            });
-        }
-        self.config = config;
-        Ok(self.generation)
+        Ok(true)
+    }
+
+    fn upstream_spec(&self, name: &str) -> Option<&Arc<UpstreamSpec>> {
+        self.config.upstreams.iter().find(|u| *u.name == *name)
     }
 
     async fn reconcile_registrar(
@@ -608,8 +421,7 @@ impl SupervisorState {
                 .spawn_child::<crate::registrar::Registrar, _>(myself, ChildKey::Registrar, || args)
                 .await
             {
-                tracing::error!(error = %e, "registrar did not start; retrying with backoff");
-                myself.send_after(RESTART_BASE, || SupervisorMsg::Restart(ChildKey::Registrar));
+                self.restart_later(myself, ChildKey::Registrar, &e);
             }
         }
     }
@@ -682,7 +494,7 @@ impl SupervisorState {
 fn refuse_removing_every_listener(
     serving: &HashMap<Arc<str>, (String, Arc<ListenerRuntime>)>,
     config: &CompiledConfig,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let kept = config
         .listeners
         .iter()
@@ -690,11 +502,7 @@ fn refuse_removing_every_listener(
     if serving.is_empty() || kept || config.source.server.allow_removing_all_listeners {
         return Ok(());
     }
-    let mut names: Vec<&str> = serving.keys().map(|n| &**n).collect();
+    let mut names: Vec<String> = serving.keys().map(|n| n.to_string()).collect();
     names.sort_unstable();
-    Err(format!(
-        "listeners: this reload would remove every listener ({}); the node keeps serving. \
-         Set server.allow_removing_all_listeners: true to do it on purpose",
-        names.join(", ")
-    ))
+    Err(ControlError::RemovesEveryListener { names })
 }

@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms, clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod backoff;
 pub mod consul;
 pub mod dns;
 pub mod endpoint;
@@ -19,7 +18,6 @@ pub mod etcd;
 pub mod source;
 pub mod static_list;
 
-pub use backoff::Backoff;
 pub use consul::{
     CheckStatus, ConsulClient, ConsulConfig, ConsulRegistration, ConsulWatch, ConsulWatchConfig,
     Heartbeat, RateLimit, ServiceRegistration, ServiceWeights,
@@ -30,5 +28,7 @@ pub use error::{Backend, DiscoveryError};
 pub use etcd::{
     EtcdClient, EtcdConfig, EtcdRegistration, EtcdRegistrationHandle, EtcdWatch, EtcdWatchConfig,
 };
-pub use source::{AnySource, EndpointSource, SourceEvent, drive_source};
+/// The workspace's one backoff type, re-exported because [`drive_source`] takes one.
+pub use meshgate_backoff::Backoff;
+pub use source::{AnySource, EndpointSource, SourceEvent, drive_source, source_backoff};
 pub use static_list::StaticSource;

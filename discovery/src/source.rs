@@ -3,10 +3,11 @@
 //! `DiscoveryWatcher` runs. No registry-specific code here.
 
 use std::future::Future;
+use std::time::Duration;
 
+use meshgate_backoff::Backoff;
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::consul::ConsulWatch;
 use crate::dns::DnsWatch;
 use crate::endpoint::EndpointSet;
@@ -73,6 +74,12 @@ impl From<EtcdWatch> for AnySource {
     fn from(source: EtcdWatch) -> Self {
         AnySource::Etcd(Box::new(source))
     }
+}
+
+/// The backoff a failing source is retried with: from half a second, doubling up to 30 s,
+/// with equal jitter so that many sidecars watching one registry spread their retries.
+pub fn source_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30))
 }
 
 /// What [`drive_source`] reports.

@@ -156,7 +156,7 @@ impl NodeHandle {
             .await;
         let outcome = match result {
             Ok(CallResult::Success(Ok(generation))) => Ok(generation),
-            Ok(CallResult::Success(Err(reason))) => Err(ApplyError::Rejected(reason)),
+            Ok(CallResult::Success(Err(reason))) => Err(ApplyError::Rejected(reason.to_string())),
             Ok(other) => Err(ApplyError::Unavailable(format!("{other:?}"))),
             Err(e) => Err(ApplyError::Unavailable(e.to_string())),
         };
@@ -191,7 +191,7 @@ impl NodeHandle {
             .await
         {
             Ok(CallResult::Success(Ok(()))) => Ok(()),
-            Ok(CallResult::Success(Err(reason))) => Err(ApplyError::Rejected(reason)),
+            Ok(CallResult::Success(Err(reason))) => Err(ApplyError::Rejected(reason.to_string())),
             Ok(other) => Err(ApplyError::Unavailable(format!("{other:?}"))),
             Err(e) => Err(ApplyError::Unavailable(e.to_string())),
         }

@@ -69,8 +69,7 @@ pub use profile::{
     KeyAlgorithm, Validity,
 };
 pub use rotation::{
-    DEFAULT_RENEWAL_FRACTION, DEFAULT_RENEWAL_JITTER, RenewalPolicy, RetryBackoff, issue_moment,
-    renewal_at,
+    DEFAULT_RENEWAL_FRACTION, DEFAULT_RENEWAL_JITTER, RenewalPolicy, issue_moment, renewal_at,
 };
 pub use spiffe::SpiffeId;
 pub use tls::{

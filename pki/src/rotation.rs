@@ -1,5 +1,5 @@
-//! Rotation policy as pure functions: when to renew a leaf, how long to wait between failed
-//! attempts. The `CertRotator` actor owns the timers; this module owns only the arithmetic.
+//! Rotation policy as pure functions: when to renew a leaf. The `CertRotator` actor owns the
+//! timers and the retry backoff; this module owns only the arithmetic.
 
 use std::time::{Duration, SystemTime};
 
@@ -69,52 +69,6 @@ pub fn issue_moment(
 /// Clamp into `[0, 1]`, mapping NaN to 0 (`Duration::mul_f64` panics on NaN or negatives).
 fn unit(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
-}
-
-/// Exponential backoff between failed renewal attempts: `base * 2^attempt`, capped at `cap`,
-/// minus a random share of up to `jitter` of that delay.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RetryBackoff {
-    base: Duration,
-    cap: Duration,
-    jitter: f64,
-    attempt: u32,
-}
-
-impl RetryBackoff {
-    /// A backoff starting at `base`, never above `cap`, with 20% jitter.
-    pub fn new(base: Duration, cap: Duration) -> RetryBackoff {
-        RetryBackoff {
-            base,
-            cap,
-            jitter: 0.2,
-            attempt: 0,
-        }
-    }
-
-    /// Set the jitter share (clamped into `[0, 1]`).
-    pub fn with_jitter(mut self, jitter: f64) -> RetryBackoff {
-        self.jitter = unit(jitter);
-        self
-    }
-
-    /// The delay before the next attempt; advances the attempt counter.
-    pub fn next_delay<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt).unwrap_or(u32::MAX);
-        let delay = self.base.saturating_mul(factor).min(self.cap);
-        self.attempt = self.attempt.saturating_add(1);
-        delay.saturating_sub(delay.mul_f64(self.jitter * rng.random::<f64>()))
-    }
-
-    /// After a success: start again from `base`.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// Failed attempts since the last reset.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
 }
 
 #[cfg(test)]
@@ -205,37 +159,5 @@ mod tests {
             jitter: 0.0,
         };
         assert_eq!(renewal_at(t, t + DAY, &late, &mut rng), t + DAY);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut rng = StdRng::seed_from_u64(3);
-        let mut backoff =
-            RetryBackoff::new(Duration::from_secs(1), Duration::from_secs(30)).with_jitter(0.0);
-        let delays: Vec<u64> = (0..8)
-            .map(|_| backoff.next_delay(&mut rng).as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(backoff.attempts(), 8);
-        for _ in 0..100 {
-            assert_eq!(
-                backoff.next_delay(&mut rng),
-                Duration::from_secs(30),
-                "no overflow at high attempts"
-            );
-        }
-        backoff.reset();
-        assert_eq!(backoff.next_delay(&mut rng), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn backoff_jitter_stays_within_its_share() {
-        let mut rng = StdRng::seed_from_u64(5);
-        let cap = Duration::from_secs(10);
-        let mut backoff = RetryBackoff::new(cap, cap).with_jitter(0.5);
-        for _ in 0..1000 {
-            let delay = backoff.next_delay(&mut rng);
-            assert!(delay <= cap && delay >= cap / 2, "{delay:?}");
-        }
     }
 }

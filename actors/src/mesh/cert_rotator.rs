@@ -10,18 +10,21 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use meshgate_backoff::{Backoff, Jitter};
 use meshgate_config::compile::MeshSpec;
 use meshgate_config::model::mesh::RENEWAL_JITTER;
-use meshgate_pki::{
-    CertifiedLeaf, RenewalPolicy, RetryBackoff, TrustBundle, issue_moment, renewal_at,
-};
+use meshgate_pki::{CertifiedLeaf, RenewalPolicy, TrustBundle, issue_moment, renewal_at};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{MeshIdentity, obtain};
+use crate::error::ControlError;
 
 /// First retry after a failed renewal, doubling up to [`RETRY_CAP`].
 const RETRY_BASE: Duration = Duration::from_secs(1);
 const RETRY_CAP: Duration = Duration::from_secs(60);
+/// Up to a fifth of each retry delay is taken off at random, so that nodes whose renewals
+/// failed together do not retry together.
+const RETRY_JITTER: Jitter = Jitter::Share(0.2);
 /// When the source answered the current certificate again, ask again after a tenth of the
 /// time it has left, within these bounds. Consul's agent renews between 60% and 90% of the
 /// lifetime (agent/leafcert), so the new one is picked up with most of the rest still left.
@@ -43,7 +46,7 @@ pub enum CertRotatorMsg {
     /// The renewal timer fired.
     Renew,
     /// Renew now (admin API, tests); replies with the outcome.
-    RotateNow(RpcReplyPort<Result<(), String>>),
+    RotateNow(RpcReplyPort<Result<(), ControlError>>),
     /// A reload changed lifetime, renewal fraction or the CA source.
     UpdateSpec(Arc<MeshSpec>),
 }
@@ -53,9 +56,9 @@ pub struct CertRotatorState {
     spec: Arc<MeshSpec>,
     timer:
         Option<ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<CertRotatorMsg>>>>,
-    backoff: RetryBackoff,
+    backoff: Backoff,
     /// Grows while renewals keep arriving with their renewal point already past.
-    overdue: RetryBackoff,
+    overdue: Backoff,
     /// The trust bundle the source last reported, when it differs from the one in use.
     reported_bundle: Option<TrustBundle>,
 }
@@ -74,8 +77,8 @@ impl Actor for CertRotator {
             identity: args.identity,
             spec: args.spec,
             timer: None,
-            backoff: RetryBackoff::new(RETRY_BASE, RETRY_CAP),
-            overdue: RetryBackoff::new(MIN_RENEWAL_DELAY, RETRY_CAP),
+            backoff: Backoff::new(RETRY_BASE, RETRY_CAP).with_jitter(RETRY_JITTER),
+            overdue: Backoff::new(MIN_RENEWAL_DELAY, RETRY_CAP).with_jitter(RETRY_JITTER),
             reported_bundle: None,
         };
         state.schedule_renewal(&myself);
@@ -117,10 +120,10 @@ impl Actor for CertRotator {
 }
 
 impl CertRotatorState {
-    async fn renew(&mut self, myself: &ActorRef<CertRotatorMsg>) -> Result<(), String> {
+    async fn renew(&mut self, myself: &ActorRef<CertRotatorMsg>) -> Result<(), ControlError> {
         let obtained = obtain(&self.spec, Some(&self.identity.cert))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(ControlError::from)
             .and_then(|(leaf, bundle)| self.check_identity(&leaf).map(|()| (leaf, bundle)));
         match obtained {
             Ok((leaf, bundle)) => {
@@ -146,32 +149,31 @@ impl CertRotatorState {
                 self.schedule_renewal(myself);
                 Ok(())
             }
-            Err(message) => {
-                let delay = self.backoff.next_delay(&mut rand::rng());
+            Err(error) => {
+                let delay = self.backoff.next_delay();
                 tracing::warn!(
                     identity = %self.identity.spiffe_id,
-                    error = %message,
+                    %error,
                     retry_in = ?delay,
                     seconds_to_expiry = self.identity.seconds_to_expiry(),
                     "mesh certificate renewal failed; keeping the current one"
                 );
-                self.identity.failed(message.clone());
+                self.identity.failed(error.to_string());
                 self.schedule(myself, delay);
-                Err(message)
+                Err(error)
             }
         }
     }
 
     /// A renewal must not change who this node is (a source reconfigured under us would).
-    fn check_identity(&self, leaf: &CertifiedLeaf) -> Result<(), String> {
+    fn check_identity(&self, leaf: &CertifiedLeaf) -> Result<(), ControlError> {
         if leaf.spiffe_id() == &self.identity.spiffe_id {
             Ok(())
         } else {
-            Err(format!(
-                "mesh.identity: the source issued {}, not {}; keeping the current certificate",
-                leaf.spiffe_id(),
-                self.identity.spiffe_id
-            ))
+            Err(ControlError::IdentityChanged {
+                issued: leaf.spiffe_id().to_string(),
+                expected: self.identity.spiffe_id.to_string(),
+            })
         }
     }
 
@@ -230,12 +232,12 @@ impl CertRotatorState {
 /// The wait before the next renewal: `due`, unless the renewal point is (nearly) past — then
 /// [`MIN_RENEWAL_DELAY`], growing with each renewal that comes back overdue again, so that a
 /// source handing out too-short certificates is never asked in a loop.
-fn renewal_delay(due: Duration, overdue: &mut RetryBackoff) -> Duration {
+fn renewal_delay(due: Duration, overdue: &mut Backoff) -> Duration {
     if due >= MIN_RENEWAL_DELAY {
         overdue.reset();
         due
     } else {
-        overdue.next_delay(&mut rand::rng()).max(MIN_RENEWAL_DELAY)
+        overdue.next_delay().max(MIN_RENEWAL_DELAY)
     }
 }
 
@@ -253,7 +255,7 @@ mod tests {
 
     #[test]
     fn an_overdue_renewal_waits_the_floor_then_backs_off_and_never_loops() {
-        let mut overdue = RetryBackoff::new(MIN_RENEWAL_DELAY, RETRY_CAP).with_jitter(0.0);
+        let mut overdue = Backoff::new(MIN_RENEWAL_DELAY, RETRY_CAP).with_jitter(Jitter::None);
         let delays: Vec<u64> = (0..7)
             .map(|_| renewal_delay(Duration::ZERO, &mut overdue).as_secs())
             .collect();

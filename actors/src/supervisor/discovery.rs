@@ -12,9 +12,9 @@ use meshgate_config::model::discovery::UpstreamDiscoveryConfig;
 use ractor::{ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
-use super::{ChildKey, RESTART_BASE, SupervisorMsg, SupervisorState};
+use super::{ChildKey, SupervisorMsg, SupervisorState};
 use crate::discovery_watcher::{
-    DiscoveryEvent, DiscoverySink, DiscoveryWatcher, DiscoveryWatcherArgs,
+    DiscoveryEvent, DiscoverySink, DiscoveryWatcher, DiscoveryWatcherArgs, WatchSource,
 };
 use crate::upstream::{UpstreamHandle, UpstreamPoolMsg};
 
@@ -90,9 +90,7 @@ impl SupervisorState {
         let published = self.upstreams.get(&spec.name)?.subscribe();
         self.watched.insert(spec.name.clone(), wanted);
         if let Err(e) = self.start_discovery_watcher(myself, &spec.name).await {
-            tracing::error!(upstream = %spec.name, error = %e, "discovery watcher did not start; retrying with backoff");
-            let key = ChildKey::DiscoveryWatcher(spec.name.clone());
-            myself.send_after(RESTART_BASE, move || SupervisorMsg::Restart(key));
+            self.restart_later(myself, ChildKey::DiscoveryWatcher(spec.name.clone()), &e);
         }
         Some(published)
     }
@@ -117,8 +115,10 @@ impl SupervisorState {
         let epoch = handle.next_discovery_epoch();
         let args = DiscoveryWatcherArgs {
             upstream: name.clone(),
-            source: watched.source,
-            connections: watched.connection,
+            source: WatchSource::Configured {
+                source: watched.source,
+                connections: watched.connection,
+            },
             sink: pool_sink(handle.clone(), epoch),
         };
         let started = self
@@ -149,8 +149,7 @@ impl SupervisorState {
             cell.stop(Some("its pool restarted".into()));
         }
         if let Err(e) = self.start_discovery_watcher(myself, name).await {
-            tracing::error!(upstream = %name, error = %e, "discovery watcher did not restart; retrying with backoff");
-            myself.send_after(RESTART_BASE, move || SupervisorMsg::Restart(key));
+            self.restart_later(myself, key, &e);
         }
     }
 }

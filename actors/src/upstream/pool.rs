@@ -21,6 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::{Balancer, Endpoint, Trip, UpstreamHandle, UpstreamState};
 use crate::clock;
+use crate::error::ControlError;
 use rotation::rotation;
 
 /// How long one DNS lookup of a target may take.
@@ -373,8 +374,8 @@ impl UpstreamPoolState {
                 Ok(addrs) => {
                     self.resolved.insert(target_key(target), addrs);
                 }
-                Err(reason) => {
-                    tracing::warn!(upstream = %self.spec.name, target = %target.host, %reason, "target did not resolve; keeping its last known addresses");
+                Err(error) => {
+                    tracing::warn!(upstream = %self.spec.name, %error, "target did not resolve; keeping its last known addresses");
                     unresolved.push(target.host.clone());
                 }
             }
@@ -448,7 +449,11 @@ fn target_key(target: &TargetSpec) -> String {
     format!("{}:{}", target.host, target.port)
 }
 
-async fn resolve(target: &TargetSpec) -> Result<Vec<SocketAddr>, String> {
+async fn resolve(target: &TargetSpec) -> Result<Vec<SocketAddr>, ControlError> {
+    let unresolved = |reason: String| ControlError::Resolve {
+        host: target.host.clone(),
+        reason,
+    };
     if let Ok(ip) = target.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, target.port)]);
     }
@@ -459,12 +464,14 @@ async fn resolve(target: &TargetSpec) -> Result<Vec<SocketAddr>, String> {
             addrs.sort();
             addrs.dedup();
             if addrs.is_empty() {
-                Err("no addresses".to_string())
+                Err(unresolved("no addresses".into()))
             } else {
                 Ok(addrs)
             }
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("lookup took longer than {RESOLVE_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(unresolved(e.to_string())),
+        Err(_) => Err(unresolved(format!(
+            "lookup took longer than {RESOLVE_TIMEOUT:?}"
+        ))),
     }
 }

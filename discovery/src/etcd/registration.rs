@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use meshgate_backoff::Backoff;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::{EtcdClient, EtcdConfig, NamingValue, service_prefix};
-use crate::backoff::Backoff;
 use crate::endpoint::Endpoint;
 use crate::error::{Backend, DiscoveryError};
 

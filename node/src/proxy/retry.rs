@@ -12,8 +12,8 @@ use http::{Method, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use meshgate_backoff::{Backoff, Jitter};
 use meshgate_config::resilience::RetrySpec;
-use rand::Rng;
 use tokio::time::Instant;
 
 use super::body::{ClientBody, ProxyBody};
@@ -206,11 +206,9 @@ pub fn is_retried_status(retry: &RetrySpec, status: StatusCode) -> bool {
 /// The wait before retry number `retry` (1-based): uniformly drawn below the exponential
 /// ceiling (Envoy's fully jittered back-off), so that clients retrying together spread out.
 pub fn backoff(retry: &RetrySpec, n: u32) -> Duration {
-    let ceiling = retry.backoff_ceiling(n).as_nanos() as u64;
-    if ceiling == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(rand::rng().random_range(0..=ceiling))
+    Backoff::new(retry.backoff_base, retry.backoff_max)
+        .with_jitter(Jitter::Full)
+        .delay(n.saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -437,3 +437,66 @@ async fn a_one_minute_certificate_renews_on_schedule_and_clients_see_each_one() 
         "clients were served every certificate, in order"
     );
 }
+
+/// A reload is applied whole or not at all: this one starts the CA service, points the
+/// upstream elsewhere and adds a listener whose address is taken. The bind fails, so the old
+/// tree keeps serving exactly as before: the old upstream answers and no CA service listens.
+#[tokio::test]
+async fn a_reload_that_cannot_bind_a_listener_changes_nothing() {
+    let ca = MeshCa::new("mesh.test");
+    let old_app = Backend::start("old-app").await;
+    let new_app = Backend::start("new-app").await;
+    let node = TestNode::start(&sidecar(&ca, "orders", &old_app, &local_ca(&ca), "")).await;
+    let inbound = node.addr("inbound");
+    let bundle = ca.bundle();
+    let get = || {
+        mesh_get(
+            inbound,
+            Some(ca.leaf("frontend")),
+            &bundle,
+            ca.id("orders"),
+            "/hello",
+        )
+    };
+    assert_eq!(get().await.unwrap().1, &b"hello from old-app"[..]);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ca_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ca_server = format!(
+        "  ca_server:\n    address: \"127.0.0.1:{ca_port}\"\n    ca_dir: \"{}\"\n",
+        ca.path().display()
+    );
+    let inbound_line = "  - { name: inbound, address: \"127.0.0.1:0\", mesh: inbound }\n";
+    let changed = sidecar(&ca, "orders", &new_app, &local_ca(&ca), &ca_server).replace(
+        inbound_line,
+        &format!(
+            "{inbound_line}  - {{ name: second, address: \"{}\" }}\n",
+            taken.local_addr().unwrap()
+        ),
+    );
+    let event = node.rewrite_config(&changed).await;
+    let error = event.result.unwrap_err();
+    assert!(error.contains("listeners.second: cannot bind"), "{error}");
+    assert_eq!(event.generation, 1);
+
+    assert_eq!(get().await.unwrap().1, &b"hello from old-app"[..]);
+    assert_eq!(new_app.requests(), 0);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", ca_port))
+            .await
+            .is_err(),
+        "the CA service of the rejected config was started"
+    );
+    assert!(node.handle().ca_addr().is_none());
+    let children = node.handle().children().await;
+    assert!(
+        !children
+            .iter()
+            .any(|(key, _)| *key == meshgate_actors::ChildKey::CaListener),
+        "{children:?}"
+    );
+}

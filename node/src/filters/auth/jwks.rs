@@ -14,12 +14,15 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::Full;
+use meshgate_actors::SupervisedTask;
 use meshgate_config::auth::JwksSpec;
 use meshgate_config::auth::keys::{VerificationKey, parse_jwks};
 use tokio::sync::{Notify, watch};
-use tokio::task::AbortHandle;
 
 use super::idp::{IdpTransport, fetch};
+
+#[cfg(test)]
+mod tests;
 
 /// A key set larger than this is refused.
 const MAX_JWKS_BYTES: usize = 512 * 1024;
@@ -85,7 +88,9 @@ struct Shared {
 /// One JWKS URL with its background fetcher; dropping it stops the fetcher.
 pub struct JwksSource {
     shared: Arc<Shared>,
-    task: AbortHandle,
+    /// The refresh loop, restarted with backoff if it panics; held so that dropping the
+    /// source (with its generation) stops it.
+    _refresh: SupervisedTask,
 }
 
 impl std::fmt::Debug for JwksSource {
@@ -93,12 +98,6 @@ impl std::fmt::Debug for JwksSource {
         f.debug_struct("JwksSource")
             .field("url", &self.shared.spec.url)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for JwksSource {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -114,8 +113,14 @@ impl JwksSource {
             triggered_pending: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
         });
-        let task = tokio::spawn(refresh_loop(shared.clone(), transport)).abort_handle();
-        Self { shared, task }
+        let refreshed = shared.clone();
+        let refresh = SupervisedTask::spawn("jwks refresh", move || {
+            Some(refresh_loop(refreshed.clone(), transport.clone()))
+        });
+        Self {
+            shared,
+            _refresh: refresh,
+        }
     }
 
     pub fn spec(&self) -> &JwksSpec {

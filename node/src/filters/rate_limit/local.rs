@@ -32,6 +32,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
+use meshgate_actors::SupervisedTask;
 use meshgate_config::rate_limit::{Algorithm, Window};
 
 use super::window;
@@ -297,22 +298,28 @@ impl<C: Clock + Clone + Send + Sync + 'static> LocalLimiter<C>
 where
     C::Instant: Send + Sync,
 {
-    /// Sweep idle keys in the background for as long as the limiter lives.
+    /// Sweep idle keys in the background for as long as the limiter lives; a sweep that
+    /// panics is restarted with backoff, and the supervision ends with the limiter.
     pub fn sweep_in_background(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         let every = self.sweep_interval();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
+        SupervisedTask::spawn("rate-limit sweep", move || {
+            weak.upgrade()?;
+            let weak = weak.clone();
+            Some(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 ticks.tick().await;
-                let Some(limiter) = weak.upgrade() else {
-                    return;
-                };
-                limiter.sweep();
-            }
-        });
+                loop {
+                    ticks.tick().await;
+                    let Some(limiter) = weak.upgrade() else {
+                        return;
+                    };
+                    limiter.sweep();
+                }
+            })
+        })
+        .detach();
     }
 }
 
