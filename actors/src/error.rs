@@ -1,4 +1,4 @@
-//! The control plane's one error type: why a config was not applied, a child did not start, a
+//! The control plane's one error type: why a config was not applied, a config file not read, a
 //! certificate was not renewed or a target did not resolve. Each message names the config
 //! field it concerns; nothing here is shown to a client.
 
@@ -39,8 +39,6 @@ pub enum ControlError {
         "mesh.identity: the source issued {issued}, not {expected}; keeping the current certificate"
     )]
     IdentityChanged { issued: String, expected: String },
-    #[error("{child}: did not start: {reason}")]
-    ChildStart { child: String, reason: String },
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("the supervisor did not answer: {0}")]
@@ -60,13 +58,6 @@ impl ControlError {
     pub fn setting(field: impl Into<String>, reason: impl ToString) -> Self {
         ControlError::Setting {
             field: field.into(),
-            reason: reason.to_string(),
-        }
-    }
-
-    pub fn child_start(child: impl Into<String>, reason: impl ToString) -> Self {
-        ControlError::ChildStart {
-            child: child.into(),
             reason: reason.to_string(),
         }
     }
