@@ -10,10 +10,10 @@ use std::time::Duration;
 use meshgate_config::{LoadError, compile, load_text};
 use notify::Watcher;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::ControlError;
 use crate::snapshot::NodeView;
+use crate::supervised_task::LinkedLoop;
 use crate::supervisor::SupervisorMsg;
 
 /// Editors write a file in several steps; wait for the burst of events to settle.
@@ -55,6 +55,8 @@ pub enum ConfigWatcherMsg {
         ReloadTrigger,
         Option<RpcReplyPort<Result<u64, ControlError>>>,
     ),
+    /// The SIGHUP listener panicked or its signal stream ended.
+    SighupLoopFailed(String),
 }
 
 pub struct ConfigWatcherState {
@@ -64,7 +66,7 @@ pub struct ConfigWatcherState {
     last_probe: Option<FileProbe>,
     last_text: Option<String>,
     _watcher: Option<notify::RecommendedWatcher>,
-    _sighup: DropGuard,
+    _sighup: LinkedLoop,
 }
 
 impl Actor for ConfigWatcher {
@@ -82,7 +84,7 @@ impl Actor for ConfigWatcher {
         } else {
             None
         };
-        let sighup = listen_for_sighup(myself.clone())?;
+        let sighup = listen_for_sighup(&myself)?;
         let last_text = std::fs::read_to_string(&args.path).ok();
         Ok(ConfigWatcherState {
             args,
@@ -90,7 +92,7 @@ impl Actor for ConfigWatcher {
             last_probe: None,
             last_text,
             _watcher: watcher,
-            _sighup: sighup.drop_guard(),
+            _sighup: sighup,
         })
     }
 
@@ -126,6 +128,7 @@ impl Actor for ConfigWatcher {
                     let _ = reply.send(result);
                 }
             }
+            ConfigWatcherMsg::SighupLoopFailed(reason) => return Err(reason.into()),
         }
         Ok(())
     }
@@ -240,24 +243,23 @@ fn watch_file(
     Ok(watcher)
 }
 
+/// Turn each SIGHUP into a reload, in a loop linked to the watcher (a panic fails it, and the
+/// supervisor restarts it).
 fn listen_for_sighup(
-    myself: ActorRef<ConfigWatcherMsg>,
-) -> Result<CancellationToken, ActorProcessingErr> {
+    myself: &ActorRef<ConfigWatcherMsg>,
+) -> Result<LinkedLoop, ActorProcessingErr> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stopped.cancelled() => break,
-                received = hangups.recv() => {
-                    if received.is_none() {
-                        break;
-                    }
-                    let _ = myself.cast(ConfigWatcherMsg::Reload(ReloadTrigger::Sighup, None));
-                }
-            }
+    let reloads = myself.clone();
+    let listening = async move {
+        while hangups.recv().await.is_some() {
+            let _ = reloads.cast(ConfigWatcherMsg::Reload(ReloadTrigger::Sighup, None));
         }
-    });
-    Ok(stop)
+        Err("the signal stream closed".to_string())
+    };
+    Ok(LinkedLoop::spawn(
+        myself,
+        "the SIGHUP listener",
+        listening,
+        ConfigWatcherMsg::SighupLoopFailed,
+    ))
 }
