@@ -254,7 +254,7 @@ fn listen_for_sighup(
         while hangups.recv().await.is_some() {
             let _ = reloads.cast(ConfigWatcherMsg::Reload(ReloadTrigger::Sighup, None));
         }
-        Err("the signal stream closed".to_string())
+        Err(ControlError::LoopEnded("the signal stream closed"))
     };
     Ok(LinkedLoop::spawn(
         myself,

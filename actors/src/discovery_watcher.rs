@@ -115,7 +115,11 @@ impl Actor for DiscoveryWatcher {
 
 /// Drive `source` (retrying with backoff) and forward each event to `sink`, in one task so
 /// that a panic in either is the loop's failure. It never ends by itself.
-async fn watch(source: AnySource, upstream: Arc<str>, sink: DiscoverySink) -> Result<(), String> {
+async fn watch(
+    source: AnySource,
+    upstream: Arc<str>,
+    sink: DiscoverySink,
+) -> Result<(), ControlError> {
     let (events, mut received) = tokio::sync::mpsc::channel(4);
     let forward = async {
         while let Some(event) = received.recv().await {
@@ -129,7 +133,7 @@ async fn watch(source: AnySource, upstream: Arc<str>, sink: DiscoverySink) -> Re
         }
     };
     tokio::join!(drive_source(source, source_backoff(), events), forward);
-    Err("the source stopped".into())
+    Err(ControlError::LoopEnded("the source stopped"))
 }
 
 fn build_source(

@@ -47,6 +47,11 @@ pub enum ControlError {
     ApplyTimedOut(Duration),
     #[error("{host}: {reason}")]
     Resolve { host: String, reason: String },
+    /// A supervised loop ended although nobody asked it to; its actor fails and is restarted.
+    #[error("{0}")]
+    LoopEnded(&'static str),
+    #[error("cannot register the listening socket with the runtime: {0}")]
+    RegisterSocket(#[source] std::io::Error),
 }
 
 impl ControlError {

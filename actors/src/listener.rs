@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::error::ControlError;
 use crate::supervised_task::LinkedLoop;
 
 /// Accept backlog for every listening socket (nginx's default is 511; the kernel caps it).
@@ -132,12 +133,12 @@ impl ListenerRuntime {
 
     /// Accept until the listener drains: `Ok(())`. An `Err` (the socket could not be
     /// registered with the runtime) or a panic fails the owning `Listener`.
-    async fn accept_loop(self: Arc<Self>) -> Result<(), String> {
+    async fn accept_loop(self: Arc<Self>) -> Result<(), ControlError> {
         let listener = self
             .socket
             .try_clone()
             .and_then(tokio::net::TcpListener::from_std)
-            .map_err(|e| format!("cannot register the socket: {e}"))?;
+            .map_err(ControlError::RegisterSocket)?;
         let mut pause = Duration::from_millis(5);
         loop {
             let accepted = tokio::select! {

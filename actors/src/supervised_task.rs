@@ -15,6 +15,8 @@ use meshgate_backoff::Backoff;
 use ractor::{ActorRef, Message};
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::error::ControlError;
+
 #[cfg(test)]
 mod tests;
 
@@ -36,7 +38,7 @@ pub struct LinkedLoop {
 
 impl LinkedLoop {
     /// Run `run` as its own task. It returns `Ok(())` when it stopped because it was asked to
-    /// (a drain); `Err(reason)` or a panic means it failed, and `failed(reason)` is sent to
+    /// (a drain); an `Err` or a panic means it failed, and `failed(reason)` is sent to
     /// `owner`, whose handler then fails the actor.
     pub fn spawn<M, Fut>(
         owner: &ActorRef<M>,
@@ -46,14 +48,14 @@ impl LinkedLoop {
     ) -> Self
     where
         M: Message,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), ControlError>> + Send + 'static,
     {
         let owner = owner.clone();
         let running = AbortOnDropHandle::new(tokio::spawn(run));
         let watch = tokio::spawn(async move {
             let reason = match running.await {
                 Ok(Ok(())) => return,
-                Ok(Err(reason)) => format!("{what} ended: {reason}"),
+                Ok(Err(error)) => format!("{what} ended: {error}"),
                 Err(e) if e.is_panic() => {
                     format!("{what} panicked: {}", panic_message(&e.into_panic()))
                 }
